@@ -1,1 +1,8 @@
-"""compclap.data"""
+"""Manifests, datasets, collate and LightningDataModules (no model code here)."""
+
+from compclap.data.datamodule import ManifestDataModule, TooManyBadFilesError
+from compclap.data.datasets import ClipSampler, ManifestDataset, collate_clips
+from compclap.data.manifest import read_manifest, write_manifest
+
+__all__ = ["ClipSampler", "ManifestDataModule", "ManifestDataset", "TooManyBadFilesError", "collate_clips",
+           "read_manifest", "write_manifest"]

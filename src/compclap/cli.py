@@ -1,0 +1,48 @@
+"""The `compclap` command: LightningCLI subcommands (fit, validate, test, predict)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningCLI
+
+from compclap.data.datamodule import ManifestDataModule
+from compclap.lit_module import CompClapModule
+
+
+class CompClapCLI(LightningCLI):
+    """LightningCLI with the data's audio rate/length linked to the model and one `--run_dir` for outputs."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        """Link data preprocessing to the model and add --run_dir."""
+        parser.add_argument("--run_dir", type=str, default="checkpoints/run",
+                            help="Folder for this run's TensorBoard logs and checkpoints (last.ckpt for resume).")
+        parser.link_arguments("model", "data.sample_rate",
+                              compute_fn=lambda m: m.model.frontend_config.sample_rate, apply_on="instantiate")
+        parser.link_arguments("model", "data.clip_seconds",
+                              compute_fn=lambda m: m.model.frontend_config.clip_seconds, apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        """Point default_root_dir (hence the default TensorBoard logger) and checkpoints at --run_dir.
+
+        ModelCheckpoint gets a fixed dirpath (not the logger's versioned folder) so `--ckpt_path last`
+        finds the previous run's last.ckpt.
+        """
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        run_dir = Path(cfg.run_dir)
+        trainer = cfg.trainer
+        if trainer.default_root_dir in (None, "."):
+            trainer.default_root_dir = str(run_dir)
+        for cb in trainer.callbacks or []:
+            init = getattr(cb, "init_args", None)
+            if cb.class_path.endswith("ModelCheckpoint") and init is not None and init.get("dirpath") is None:
+                init.dirpath = str(run_dir / "checkpoints")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `compclap` console script."""
+    CompClapCLI(CompClapModule, ManifestDataModule, args=argv, save_config_kwargs={"overwrite": True})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Map-style dataset over a manifest: decode, resample, crop/pad; randomness keyed by the sampler."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+from compclap.audio.io import AudioDecodeError, load_audio
+from compclap.audio.transforms import crop_or_pad
+
+
+class ManifestDataset(Dataset):
+    """Clips of a manifest at a fixed rate and length; a file that fails to decode yields an error item."""
+
+    def __init__(self, records: list[dict[str, Any]], sample_rate: int, num_samples: int, train: bool) -> None:
+        """records: manifest lines (absolute audio paths); sample_rate/num_samples: model input; train: random crop and caption."""
+        self.records = records
+        self.sample_rate = sample_rate
+        self.num_samples = num_samples
+        self.train = train
+
+    def __len__(self) -> int:
+        """Number of clips."""
+        return len(self.records)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """One clip: key is an index, or (index, seed) from ClipSampler for reproducible randomness."""
+        index, seed = key if isinstance(key, tuple) else (key, 0)
+        rec = self.records[index]
+        rng = np.random.default_rng(seed) if self.train else None
+        try:
+            wave, _ = load_audio(rec["audio"], self.sample_rate)
+        except AudioDecodeError as exc:
+            warnings.warn(f"skipping clip: {exc}", stacklevel=2)
+            return {"index": index, "path": rec["audio"], "error": str(exc)}
+        captions = list(rec.get("captions", []))
+        item: dict[str, Any] = {"index": index, "path": rec["audio"],
+                                "waveform": crop_or_pad(wave, self.num_samples, rng)}
+        if self.train and captions:
+            pick = int(rng.integers(len(captions)))
+            item["captions"] = [captions[pick]]
+            if "negatives" in rec:
+                item["negatives"] = [rec["negatives"][pick]]
+        else:
+            item["captions"] = captions
+            if "negatives" in rec:
+                item["negatives"] = rec["negatives"]
+        return item
+
+
+class ClipSampler(DistributedSampler):
+    """Rank-aware sampler yielding (index, seed): shuffling and per-item randomness depend on (seed, epoch).
+
+    Being a DistributedSampler, Lightning keeps it as is under DDP and calls set_epoch on it, so a run
+    resumed at an epoch boundary sees exactly the batches and crops of an uninterrupted run.
+    """
+
+    def __init__(self, dataset: Dataset, shuffle: bool, seed: int = 0, drop_last: bool = False,
+                 num_replicas: int | None = None, rank: int | None = None) -> None:
+        """dataset: the clips; shuffle: new order each epoch; seed: base seed; drop_last: drop the uneven tail across ranks."""
+        dist_ok = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if num_replicas is None:
+            num_replicas = torch.distributed.get_world_size() if dist_ok else 1
+        if rank is None:
+            rank = torch.distributed.get_rank() if dist_ok else 0
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
+                         drop_last=drop_last)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        """Yield (index, item_seed) for this rank."""
+        for index in super().__iter__():
+            item_seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+            yield index, item_seed
+
+
+def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch decoded clips; failed ones are dropped and listed under "skipped".
+
+    Captions are flattened; caption_owner[i] is the position in the batch of the clip that caption i describes.
+    """
+    good = [it for it in items if "error" not in it]
+    batch: dict[str, Any] = {"skipped": [it["path"] for it in items if "error" in it]}
+    batch["index"] = torch.tensor([it["index"] for it in good], dtype=torch.long)
+    batch["waveforms"] = (torch.from_numpy(np.stack([it["waveform"] for it in good])) if good
+                          else torch.empty(0, 0))
+    batch["captions"] = [c for it in good for c in it["captions"]]
+    batch["caption_owner"] = torch.tensor([pos for pos, it in enumerate(good) for _ in it["captions"]],
+                                          dtype=torch.long)
+    if any("negatives" in it for it in good):
+        # One list of {"text", "kind"} dicts per caption, parallel to batch["captions"].
+        batch["negatives"] = [negs for it in good for negs in it.get("negatives", [[]] * len(it["captions"]))]
+    return batch

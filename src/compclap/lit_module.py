@@ -1,0 +1,210 @@
+"""The LightningModule: forward, loss selection, logging, optimisers. The math lives in models/ and losses/."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from compclap.distributed import gather_variable
+from compclap.losses import ContrastiveLoss
+from compclap.models.dual_encoder import CLAPDualEncoder
+
+
+class CompClapModule(L.LightningModule):
+    """Fine-tunes a CLAPDualEncoder with any loss module that returns {"<name>_loss": ...} terms (summed)."""
+
+    def __init__(
+        self,
+        model: CLAPDualEncoder,
+        loss: nn.Module | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_steps: int = 0,
+        scheduler: str = "cosine",
+        min_lr_ratio: float = 0.0,
+        init_from: str | None = None,
+        compa_csvs: dict[str, str] | None = None,
+        eval_chunk_size: int = 1024,
+    ) -> None:
+        """Configure training.
+
+        Args:
+            model: the dual encoder to train.
+            loss: a loss module (default: ContrastiveLoss); every returned key ending in "_loss" is summed.
+            lr: peak learning rate (AdamW).
+            weight_decay: AdamW weight decay on matrices (biases, norms and the temperature are not decayed).
+            betas: AdamW betas.
+            warmup_steps: linear warm-up steps.
+            scheduler: "cosine" (decay to min_lr_ratio * lr over the run) or "constant" after warm-up.
+            min_lr_ratio: final learning rate as a fraction of `lr` for the cosine schedule.
+            init_from: weights only (no optimiser state) from a compclap .ckpt or a run directory's last.ckpt.
+            compa_csvs: CompA-style CSVs scored at the end of `test`, e.g. {"order": path, "attribute": path}.
+            eval_chunk_size: queries per chunk when computing retrieval metrics.
+        """
+        super().__init__()
+        self.save_hyperparameters(ignore=["model", "loss"])
+        self.model = model
+        self.loss = loss if loss is not None else ContrastiveLoss()
+        if scheduler not in ("cosine", "constant"):
+            raise ValueError(f"scheduler must be 'cosine' or 'constant', got {scheduler!r}")
+        self._eval_outputs: list[dict[str, torch.Tensor]] = []
+        if init_from is not None:
+            self.load_weights(init_from)
+
+    # ----------------------------------------------------------------- weights
+    def load_weights(self, path: str) -> None:
+        """Initialise model weights (strictly) from a compclap checkpoint; optimiser state is not touched."""
+        ckpt_path = Path(path)
+        if ckpt_path.is_dir():
+            candidates = [ckpt_path / "last.ckpt", ckpt_path / "checkpoints" / "last.ckpt"]
+            found = [c for c in candidates if c.is_file()]
+            if not found:
+                raise FileNotFoundError(f"no last.ckpt in run directory {path}")
+            ckpt_path = found[0]
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+        model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+        missing, unexpected = self.model.load_state_dict(model_state, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"init_from {ckpt_path}: architecture mismatch; missing keys {missing[:10]}, "
+                               f"unexpected keys {unexpected[:10]}")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store RNG states so a resumed run continues with the same random stream."""
+        from lightning.fabric.utilities.seed import _collect_rng_states
+
+        checkpoint["compclap_rng_states"] = _collect_rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the RNG states saved by on_save_checkpoint."""
+        from lightning.fabric.utilities.seed import _set_rng_states
+
+        if "compclap_rng_states" in checkpoint:
+            _set_rng_states(checkpoint["compclap_rng_states"])
+
+    # ----------------------------------------------------------------- training
+    def forward(self, waveforms: torch.Tensor, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Embeddings and temperature for a batch."""
+        return self.model(waveforms, texts)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """One optimisation step over matching (clip, caption) pairs."""
+        if "skipped_total" in batch:
+            self.log("data/skipped_files", float(batch["skipped_total"]), on_step=True, on_epoch=False)
+        if batch["waveforms"].shape[0] < 2:
+            return None  # every clip of the batch failed to decode (or one left): nothing to contrast
+        out = self(batch["waveforms"], batch["captions"])
+        terms = self.loss(**out)
+        total = sum(v for k, v in terms.items() if k.endswith("_loss"))
+        bs = batch["waveforms"].shape[0]
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, on_step=True, on_epoch=False, batch_size=bs)
+        self.log("train/loss", total, on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
+        self.log("train/logit_scale", out["logit_scale"].detach(), on_step=True, on_epoch=False, batch_size=bs)
+        return total
+
+    # ----------------------------------------------------------------- evaluation
+    def _collect_eval(self, batch: dict[str, Any]) -> None:
+        """Embed a val/test batch and keep what retrieval needs, keyed by dataset index."""
+        if batch["waveforms"].shape[0] == 0:
+            return
+        audio = self.model.encode_audio(batch["waveforms"])
+        text = self.model.encode_text(batch["captions"])
+        owner = batch["caption_owner"].to(self.device)
+        clip_index = batch["index"].to(self.device)
+        # Position of each caption within its clip: identifies duplicates added by DDP padding.
+        # caption_owner is sorted, so a caption's position is its offset from its owner's first caption.
+        pos = torch.arange(len(owner), device=owner.device) - torch.searchsorted(owner, owner)
+        self._eval_outputs.append({"audio": audio.float(), "clip": clip_index, "text": text.float(),
+                                   "text_clip": clip_index[owner], "text_pos": pos})
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Embed clips and all their captions."""
+        self._collect_eval(batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Embed clips and all their captions."""
+        self._collect_eval(batch)
+
+    def _retrieval(self, prefix: str) -> None:
+        """Gather embeddings from every rank, drop DDP padding duplicates, log retrieval metrics."""
+        from compclap.eval.retrieval import retrieval_metrics
+
+        outs, self._eval_outputs = self._eval_outputs, []
+        dim = self.model.embed_dim
+        local = {k: torch.cat([o[k] for o in outs]) if outs else torch.empty(0, dtype=torch.long, device=self.device)
+                 for k in ("clip", "text_clip", "text_pos")}
+        local["audio"] = torch.cat([o["audio"] for o in outs]) if outs else torch.empty(0, dim, device=self.device)
+        local["text"] = torch.cat([o["text"] for o in outs]) if outs else torch.empty(0, dim, device=self.device)
+        g = {k: gather_variable(v, with_grad=False)[0] for k, v in local.items()}
+        clip_ids, first = _first_occurrence(g["clip"])
+        audio = g["audio"][first]
+        key = g["text_clip"] * 10_000 + g["text_pos"]
+        _, tfirst = _first_occurrence(key)
+        text, text_clip = g["text"][tfirst], g["text_clip"][tfirst]
+        if audio.shape[0] < 2:
+            return
+        row_of_clip = {int(c): i for i, c in enumerate(clip_ids.tolist())}
+        text_to_audio = torch.tensor([row_of_clip[int(c)] for c in text_clip.tolist()], dtype=torch.long)
+        metrics = retrieval_metrics(audio.cpu(), text.cpu(), text_to_audio, chunk_size=self.hparams.eval_chunk_size)
+        for name, value in metrics.items():
+            self.log(f"{prefix}/{name}", float(value), sync_dist=False, rank_zero_only=False)
+
+    def on_validation_epoch_end(self) -> None:
+        """Retrieval metrics on the validation split."""
+        self._retrieval("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Retrieval metrics, plus CompA-style scores for the configured CSVs."""
+        self._retrieval("test")
+        for name, csv_path in (self.hparams.compa_csvs or {}).items():
+            from compclap.eval.compa import evaluate_compa, read_compa_csv
+
+            result = evaluate_compa(read_compa_csv(csv_path), self.model.embed_audio, self.model.embed_text)
+            for metric in ("text", "audio", "group"):
+                self.log(f"test/compa_{name}_{metric}", float(result[metric]))
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Embeddings of a batch's clips and captions, with their dataset indices."""
+        return {"index": batch["index"], "audio_embeds": self.model.encode_audio(batch["waveforms"]).cpu(),
+                "captions": batch["captions"], "caption_owner": batch["caption_owner"],
+                "text_embeds": self.model.encode_text(batch["captions"]).cpu() if batch["captions"] else None}
+
+    # ----------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW with decay on matrices only, linear warm-up then cosine or constant."""
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (decay if p.ndim >= 2 else no_decay).append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup, kind, floor = self.hparams.warmup_steps, self.hparams.scheduler, self.hparams.min_lr_ratio
+
+        def factor(step: int) -> float:
+            if warmup > 0 and step < warmup:
+                return (step + 1) / warmup
+            if kind == "constant":
+                return 1.0
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _first_occurrence(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unique keys in order of first appearance and the positions of those first appearances."""
+    seen: dict[int, int] = {}
+    for pos, k in enumerate(keys.tolist()):
+        seen.setdefault(int(k), pos)
+    positions = torch.tensor(list(seen.values()), dtype=torch.long, device=keys.device)
+    return keys[positions], positions

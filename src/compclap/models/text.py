@@ -1,0 +1,139 @@
+"""Text towers: any transformers encoder from a local directory or a config, with the right pooling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from compclap.models.freezing import freeze_all_but_last
+from compclap.text.tokenizer import load_tokenizer
+
+POOLINGS = ("auto", "pooler", "cls", "eos", "mean")
+
+
+def _build_backbone(pretrained: str | None, config: dict[str, Any] | None, vocab_size: int) -> nn.Module:
+    """Instantiate a transformers encoder from a local directory or from config keyword arguments."""
+    from transformers import AutoConfig, AutoModel, ClapTextConfig, ClapTextModel, T5EncoderModel
+
+    if pretrained is not None:
+        cfg = AutoConfig.from_pretrained(pretrained, local_files_only=True)
+        if cfg.model_type == "t5":
+            return T5EncoderModel.from_pretrained(pretrained, local_files_only=True)
+        return AutoModel.from_pretrained(pretrained, local_files_only=True)
+    if not config or "model_type" not in config:
+        raise ValueError("text encoder needs `pretrained` (a local directory) or `config` with a `model_type` "
+                         "(e.g. roberta, bert, gpt2, t5, clap_text_model)")
+    kwargs = dict(config)
+    model_type = kwargs.pop("model_type")
+    kwargs.setdefault("vocab_size", vocab_size)
+    if model_type == "clap_text_model":
+        return ClapTextModel(ClapTextConfig(**kwargs))
+    cfg = AutoConfig.for_model(model_type, **kwargs)
+    if model_type == "t5":
+        return T5EncoderModel(cfg)
+    return AutoModel.from_config(cfg)
+
+
+def _blocks(backbone: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
+    """The transformer blocks of an encoder and the modules after them (final norms, pooler)."""
+    mt = backbone.config.model_type
+    if mt in ("roberta", "bert", "clap_text_model", "xlm-roberta", "distilbert" ):
+        enc = backbone.transformer if mt == "distilbert" else backbone.encoder
+        layers = list(enc.layer)
+        tail = [m for m in [getattr(backbone, "pooler", None)] if m is not None]
+        return layers, tail
+    if mt == "gpt2":
+        return list(backbone.h), [backbone.ln_f]
+    if mt == "t5":
+        return list(backbone.encoder.block), [backbone.encoder.final_layer_norm]
+    raise ValueError(f"freezing blocks is not supported for model_type {mt!r}")
+
+
+class HFTextEncoder(nn.Module):
+    """Captions -> tokenizer -> transformers encoder -> pooled features (B, hidden)."""
+
+    def __init__(
+        self,
+        tokenizer: str,
+        pretrained: str | None = None,
+        config: dict[str, Any] | None = None,
+        pooling: str = "auto",
+        max_length: int = 77,
+        trainable_blocks: int | None = None,
+        backbone: nn.Module | None = None,
+    ) -> None:
+        """Build the tower.
+
+        Args:
+            tokenizer: local tokenizer directory (roberta-base, gpt2, bert files or one trained by compclap).
+            pretrained: local directory of a transformers encoder; None builds one from `config`.
+            config: transformers config keyword arguments including `model_type` (random initialisation).
+            pooling: auto | pooler | cls | eos | mean (auto: pooler for RoBERTa/BERT/CLAP, eos for GPT-2,
+                mean over the attention mask for T5).
+            max_length: longest caption in tokens; longer captions are truncated.
+            trainable_blocks: None trains everything, 0 freezes the tower, N trains only the last N blocks.
+            backbone: an existing encoder module to wrap (used when loading checkpoints).
+        """
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.tokenizer_path = tokenizer
+        self.tokenizer = load_tokenizer(tokenizer)
+        self.backbone = backbone if backbone is not None else _build_backbone(pretrained, config, len(self.tokenizer))
+        if len(self.tokenizer) > self.backbone.get_input_embeddings().num_embeddings:
+            raise ValueError(f"tokenizer at {tokenizer} has {len(self.tokenizer)} tokens but the text model's "
+                             f"vocabulary has {self.backbone.get_input_embeddings().num_embeddings}")
+        self.pooling = self._resolve_pooling(pooling)
+        # Right padding: the end-of-text position is then attention_mask.sum() - 1.
+        self.tokenizer.padding_side = "right"
+        self.max_length = max_length
+        self.output_dim = self.backbone.config.hidden_size if hasattr(self.backbone.config, "hidden_size") \
+            else self.backbone.config.d_model
+        if trainable_blocks is not None:
+            blocks, tail = _blocks(self.backbone)
+            freeze_all_but_last(self.backbone, blocks, trainable_blocks, always_trainable=tail)
+
+    def _resolve_pooling(self, pooling: str) -> str:
+        """Pick the pooling that matches the architecture when `auto`."""
+        mt = self.backbone.config.model_type
+        if pooling != "auto":
+            if pooling == "pooler" and getattr(self.backbone, "pooler", None) is None:
+                raise ValueError(f"pooling='pooler' but the {mt} model has no pooler layer")
+            return pooling
+        if mt == "gpt2":
+            return "eos"
+        if mt == "t5":
+            return "mean"
+        return "pooler" if getattr(self.backbone, "pooler", None) is not None else "cls"
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Tokenise captions (GPT-2 style towers get their end-of-text token appended)."""
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise TypeError("texts must be a list of strings")
+        if self.pooling == "eos":
+            eos = self.tokenizer.eos_token
+            texts = [t if t.endswith(eos) else f"{t} {eos}" for t in texts]
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        if self.pooling == "eos":
+            # Truncation may have cut the appended end-of-text token; put it back at the last position.
+            last = enc["attention_mask"].sum(1) - 1
+            enc["input_ids"][torch.arange(len(texts)), last] = self.tokenizer.eos_token_id
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        """Pooled features (B, hidden) for a list of captions."""
+        device = self.backbone.get_input_embeddings().weight.device
+        enc = {k: v.to(device) for k, v in self.tokenize(texts).items()}
+        out = self.backbone(**enc)
+        mask = enc["attention_mask"]
+        if self.pooling == "pooler":
+            return out.pooler_output
+        hidden = out.last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        if self.pooling == "eos":
+            return hidden[torch.arange(hidden.shape[0], device=device), mask.sum(1) - 1]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
