@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 
@@ -75,17 +77,31 @@ class CompClapModule(L.LightningModule):
                                f"unexpected keys {unexpected[:10]}")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store RNG states so a resumed run continues with the same random stream."""
-        from lightning.fabric.utilities.seed import _collect_rng_states
-
-        checkpoint["compclap_rng_states"] = _collect_rng_states()
+        """Store RNG states so a resumed run continues with the same random stream (dropout, drop-path)."""
+        checkpoint["compclap_rng_states"] = _rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the RNG states saved by on_save_checkpoint."""
-        from lightning.fabric.utilities.seed import _set_rng_states
+        """Keep the RNG states saved by on_save_checkpoint until training restarts."""
+        self._resume_rng_states = checkpoint.get("compclap_rng_states")
 
-        if "compclap_rng_states" in checkpoint:
-            _set_rng_states(checkpoint["compclap_rng_states"])
+    def on_train_start(self) -> None:
+        """Restore saved RNG states here, not at load time, so set-up work in between draws nothing from them."""
+        states, self._resume_rng_states = getattr(self, "_resume_rng_states", None), None
+        if states is not None:
+            _set_rng_states(states)
+
+    def on_train_epoch_start(self) -> None:
+        """Key the samplers' shuffling on the true epoch.
+
+        Lightning passes `epoch_progress.processed` to `set_epoch`, which is one ahead of `current_epoch`
+        after resuming from an end-of-epoch checkpoint; without this a resumed run would see another order.
+        """
+        from lightning.fabric.utilities.data import _set_sampler_epoch
+
+        loaders = self.trainer.train_dataloader
+        for loader in loaders if isinstance(loaders, (list, tuple)) else [loaders]:
+            if loader is not None:
+                _set_sampler_epoch(loader, self.current_epoch)
 
     # ----------------------------------------------------------------- training
     def forward(self, waveforms: torch.Tensor, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -199,6 +215,26 @@ class CompClapModule(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _rng_states() -> dict[str, Any]:
+    """torch, CUDA, numpy and Python RNG states in types that `torch.load(weights_only=True)` accepts."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                              "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    """Inverse of _rng_states."""
+    torch.set_rng_state(states["torch"])
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in states["python"]))
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def _first_occurrence(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,119 @@
+"""End-to-end through the `compclap` CLI: fast_dev_run, exact resume from last.ckpt, init_from, bad audio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import lightning as L
+
+from compclap.cli import main
+from conftest import TINY_AUDIO, TINY_FRONTEND, TINY_TEXT, write_tiny_manifest
+
+
+class SimulatedCrash(RuntimeError):
+    """Raised by CrashAtStep to interrupt a run."""
+
+
+class CrashAtStep(L.Callback):
+    """Kill the run when it reaches `step` (after the epoch-end checkpoint was written)."""
+
+    def __init__(self, step: int) -> None:
+        """step: global step at which to crash."""
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        """Raise once the global step is reached."""
+        if trainer.global_step >= self.step:
+            raise SimulatedCrash(f"simulated crash at step {trainer.global_step}")
+
+
+def _config(tmp: Path, tokenizer_dir: Path, train: Path, val: Path | None, crash_at: int | None = None,
+            name: str = "fit.yaml", **data) -> Path:
+    cfg = {
+        "seed_everything": 0,
+        "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False,
+                    "enable_model_summary": False, "num_sanity_val_steps": 0, "log_every_n_steps": 1,
+                    "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                                   "init_args": {"save_last": True, "save_top_k": 1}}]},
+        "model": {
+            "model": {"class_path": "compclap.models.CLAPDualEncoder", "init_args": {
+                "embed_dim": 12,
+                "audio": {"class_path": "compclap.models.HTSATAudioEncoder",
+                          "init_args": {"config": {**TINY_AUDIO, "hidden_dropout_prob": 0.1, "drop_path_rate": 0.1}, **TINY_FRONTEND}},
+                "text": {"class_path": "compclap.models.HFTextEncoder",
+                         "init_args": {"tokenizer": str(tokenizer_dir), "config": TINY_TEXT, "max_length": 32}}}},  # dropout 0.1: resume must restore RNG
+            "lr": 1e-3, "warmup_steps": 1},
+        "data": {"train_manifest": str(train), "val_manifest": str(val) if val else None,
+                 "batch_size": 4, "num_workers": 0, **data},
+    }
+    if crash_at is not None:
+        cfg["trainer"]["callbacks"].append({"class_path": "test_training_cli.CrashAtStep",
+                                            "init_args": {"step": crash_at}})
+    path = tmp / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+
+
+def test_fast_dev_run(tmp_path, tokenizer_dir):
+    train = write_tiny_manifest(tmp_path, "train", 8)
+    val = write_tiny_manifest(tmp_path, "val", 6, seed=1)
+    cfg = _config(tmp_path, tokenizer_dir, train, val)
+    main(["fit", "--config", str(cfg), "--trainer.fast_dev_run=true", "--run_dir", str(tmp_path / "run")])
+
+
+def test_resume_from_last_gives_identical_weights(tmp_path, tokenizer_dir):
+    train = write_tiny_manifest(tmp_path, "train", 8)  # 2 steps per epoch at batch size 4
+    cfg = _config(tmp_path, tokenizer_dir, train, None)
+    crashing = _config(tmp_path, tokenizer_dir, train, None, crash_at=2, name="crash.yaml")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    main(["fit", "--config", str(cfg), "--trainer.max_steps=4", "--run_dir", str(straight)])
+    with pytest.raises(SimulatedCrash):
+        main(["fit", "--config", str(crashing), "--trainer.max_steps=4", "--run_dir", str(resumed)])
+    after_two = _weights(resumed)
+    assert torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
+    main(["fit", "--config", str(cfg), "--trainer.max_steps=4", "--run_dir", str(resumed), "--ckpt_path", "last"])
+    a, b = _weights(straight), _weights(resumed)
+    assert torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    assert any(not torch.equal(after_two[k], b[k]) for k in b)  # the resumed run really trained on
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_init_from_loads_weights_only(tmp_path, tokenizer_dir):
+    train = write_tiny_manifest(tmp_path, "train", 8)
+    cfg = _config(tmp_path, tokenizer_dir, train, None)
+    main(["fit", "--config", str(cfg), "--trainer.max_steps=2", "--run_dir", str(tmp_path / "stage1")])
+    stage1 = _weights(tmp_path / "stage1")
+    main(["fit", "--config", str(cfg), "--trainer.max_steps=1", "--model.lr=0", "--model.warmup_steps=0",
+          "--model.init_from", str(tmp_path / "stage1" / "checkpoints"), "--run_dir", str(tmp_path / "stage2")])
+    stage2 = torch.load(tmp_path / "stage2" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert stage2["global_step"] == 1  # a fresh run: step counter and optimiser restart
+    assert stage2["state_dict"].keys() == stage1.keys()
+    for key, value in stage1.items():
+        if "batch_norm.running" not in key and "num_batches_tracked" not in key:  # BN statistics still move
+            torch.testing.assert_close(stage2["state_dict"][key], value)  # lr 0: weights are stage 1's
+
+
+def test_bad_audio_is_skipped_and_counted(tmp_path, tokenizer_dir):
+    train = write_tiny_manifest(tmp_path, "train", 8, bad=1)
+    cfg = _config(tmp_path, tokenizer_dir, train, None, max_skipped_fraction=0.2)
+    with pytest.warns(UserWarning, match="skipping clip"):
+        main(["fit", "--config", str(cfg), "--trainer.max_epochs=1", "--run_dir", str(tmp_path / "run")])
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_too_many_bad_files_stop_the_run_naming_them(tmp_path, tokenizer_dir):
+    from compclap.data import TooManyBadFilesError
+
+    train = write_tiny_manifest(tmp_path, "train", 8, bad=2)
+    cfg = _config(tmp_path, tokenizer_dir, train, None)  # default max_skipped_fraction: 1%
+    with pytest.raises(TooManyBadFilesError, match=r"train_00[67]\.wav"):
+        main(["fit", "--config", str(cfg), "--trainer.max_epochs=1", "--run_dir", str(tmp_path / "run")])
