@@ -50,7 +50,11 @@ class CompClapModule(L.LightningModule):
             eval_chunk_size: queries per chunk when computing retrieval metrics.
         """
         super().__init__()
-        self.save_hyperparameters(ignore=["model", "loss"])
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+
+        # Under LightningCLI the hparams are the config (class paths + init args), so a .ckpt can rebuild
+        # the model by itself; constructed directly, the modules themselves are not stored as hparams.
+        self.save_hyperparameters(ignore=[] if _given_hyperparameters.get() is not None else ["model", "loss"])
         self.model = model
         self.loss = loss if loss is not None else ContrastiveLoss()
         if scheduler not in ("cosine", "constant"):
@@ -69,7 +73,7 @@ class CompClapModule(L.LightningModule):
             if not found:
                 raise FileNotFoundError(f"no last.ckpt in run directory {path}")
             ckpt_path = found[0]
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
         model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
         missing, unexpected = self.model.load_state_dict(model_state, strict=False)
         if missing or unexpected:

@@ -1,0 +1,28 @@
+# compclap: `make demo` (set up + offline demo) and `make test` (set up + tests) work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test test-all clean-demo
+
+setup: $(VENV)/.installed
+
+# torch is installed first and pinned: an unpinned requirement would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(PY) -m compclap.demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q -m "slow or not slow"
+
+clean-demo:
+	rm -rf demo_world checkpoints/demo_* reports/demo
