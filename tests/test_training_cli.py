@@ -117,3 +117,42 @@ def test_too_many_bad_files_stop_the_run_naming_them(tmp_path, tokenizer_dir):
     cfg = _config(tmp_path, tokenizer_dir, train, None)  # default max_skipped_fraction: 1%
     with pytest.raises(TooManyBadFilesError, match=r"train_00[67]\.wav"):
         main(["fit", "--config", str(cfg), "--trainer.max_epochs=1", "--run_dir", str(tmp_path / "run")])
+
+
+def _add_negatives(manifest: Path) -> None:
+    import json
+
+    lines = [json.loads(x) for x in manifest.read_text().splitlines()]
+    for i, rec in enumerate(lines):
+        # a varying number of negatives per caption, including none
+        rec["negatives"] = [[{"text": f"{c} reversed {j}", "kind": "order"} for j in range(i % 3)]
+                            for c in rec["captions"]]
+    manifest.write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def test_hard_negative_loss_trains_from_manifest_negatives(tmp_path, tokenizer_dir):
+    train = write_tiny_manifest(tmp_path, "train", 8)
+    _add_negatives(train)
+    cfg = _config(tmp_path, tokenizer_dir, train, None)
+    main(["fit", "--config", str(cfg), "--trainer.max_steps=2", "--run_dir", str(tmp_path / "run"),
+          "--model.loss", "compclap.losses.HardNegativeContrastiveLoss", "--model.loss.max_negatives=1"])
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_hard_negative_loss_without_negatives_is_a_clear_error(tmp_path, tokenizer_dir):
+    train = write_tiny_manifest(tmp_path, "train", 8)
+    cfg = _config(tmp_path, tokenizer_dir, train, None)
+    with pytest.raises(ValueError, match="no \"negatives\" field"):
+        main(["fit", "--config", str(cfg), "--trainer.max_steps=1", "--run_dir", str(tmp_path / "run"),
+              "--model.loss", "compclap.losses.HardNegativeContrastiveLoss"])
+
+
+def test_flatten_negatives_keeps_order_kinds_and_cap():
+    from compclap.data import flatten_negatives
+
+    negs = [[{"text": "a", "kind": "order"}, {"text": "b", "kind": "attribute"}, {"text": "c", "kind": "order"}],
+            [], [{"text": "d", "kind": "attribute"}]]
+    texts, mask = flatten_negatives(negs, max_negatives=2)
+    assert texts == ["a", "b", "d"] and mask.tolist() == [[True, True], [False, False], [True, False]]
+    texts, mask = flatten_negatives(negs, kinds=["order"])
+    assert texts == ["a", "c"] and mask.tolist() == [[True, True], [False, False], [False, False]]

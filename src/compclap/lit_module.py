@@ -118,7 +118,7 @@ class CompClapModule(L.LightningModule):
             self.log("data/skipped_files", float(batch["skipped_total"]), on_step=True, on_epoch=False)
         if batch["waveforms"].shape[0] < 2:
             return None  # every clip of the batch failed to decode (or one left): nothing to contrast
-        out = self(batch["waveforms"], batch["captions"])
+        out = self._embed_train_batch(batch)
         terms = self.loss(**out)
         total = sum(v for k, v in terms.items() if k.endswith("_loss"))
         bs = batch["waveforms"].shape[0]
@@ -127,6 +127,29 @@ class CompClapModule(L.LightningModule):
         self.log("train/loss", total, on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
         self.log("train/logit_scale", out["logit_scale"].detach(), on_step=True, on_epoch=False, batch_size=bs)
         return total
+
+    def _embed_train_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Embed clips and captions, plus each caption's hard negatives when the loss asks for them."""
+        captions = batch["captions"]
+        if not getattr(self.loss, "uses_negatives", False):
+            return self(batch["waveforms"], captions)
+        from compclap.data.datasets import flatten_negatives
+
+        if "negatives" not in batch:
+            raise ValueError(f"{type(self.loss).__name__} needs hard negatives, but the training manifest has no "
+                             "\"negatives\" field (write them with data_prep/hard_negatives.py --manifest)")
+        neg_texts, mask = flatten_negatives(batch["negatives"], self.loss.max_negatives, self.loss.negative_kinds)
+        # One text forward for positives and negatives together.
+        out = self(batch["waveforms"], captions + neg_texts)
+        text = out["text_embeds"]
+        out["text_embeds"] = text[:len(captions)]
+        mask = mask.to(text.device)
+        negatives = text.new_zeros(*mask.shape, text.shape[-1])
+        negatives[mask] = text[len(captions):]
+        out["negative_embeds"], out["negative_mask"] = negatives, mask
+        self.log("train/negatives_per_caption", mask.sum(1).float().mean(), on_step=True, on_epoch=False,
+                 batch_size=len(captions))
+        return out
 
     # ----------------------------------------------------------------- evaluation
     def _collect_eval(self, batch: dict[str, Any]) -> None:

@@ -95,3 +95,19 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
         # One list of {"text", "kind"} dicts per caption, parallel to batch["captions"].
         batch["negatives"] = [negs for it in good for negs in it.get("negatives", [[]] * len(it["captions"]))]
     return batch
+
+
+def flatten_negatives(negatives: list[list[dict[str, str]]], max_negatives: int | None = None,
+                      kinds: list[str] | None = None) -> tuple[list[str], torch.Tensor]:
+    """Per-caption negative lists -> (flat texts in caption order, validity mask (B, K)).
+
+    Row i of the mask has as many leading True slots as caption i keeps negatives (at most max_negatives,
+    only of `kinds` when given); the flat texts fill the True slots row by row.
+    """
+    kept = [[n["text"] for n in negs if kinds is None or n.get("kind") in kinds][:max_negatives]
+            for negs in negatives]
+    k = max((len(x) for x in kept), default=0)
+    mask = torch.zeros(len(kept), k, dtype=torch.bool)
+    for i, x in enumerate(kept):
+        mask[i, :len(x)] = True
+    return [t for x in kept for t in x], mask

@@ -1,5 +1,6 @@
 """Loss variants: plain nn.Modules that return {"<name>_loss": tensor, ...}."""
 
 from compclap.losses.contrastive import ContrastiveLoss
+from compclap.losses.hard_negative import HardNegativeContrastiveLoss
 
-__all__ = ["ContrastiveLoss"]
+__all__ = ["ContrastiveLoss", "HardNegativeContrastiveLoss"]
