@@ -156,3 +156,33 @@ def test_flatten_negatives_keeps_order_kinds_and_cap():
     assert texts == ["a", "b", "d"] and mask.tolist() == [[True, True], [False, False], [True, False]]
     texts, mask = flatten_negatives(negs, kinds=["order"])
     assert texts == ["a", "c"] and mask.tolist() == [[True, True], [False, False], [False, False]]
+
+
+def test_negatives_rewritten_on_the_fly_are_cached(tmp_path, monkeypatch):
+    import json
+
+    from compclap.data import ManifestDataModule
+
+    manifest = write_tiny_manifest(tmp_path, "train", 6)
+    lines = [json.loads(x) for x in manifest.read_text().splitlines()]
+    lines[0]["captions"] = ["a dog barks followed by a man speaking"]
+    manifest.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    dm = ManifestDataModule(train_manifest=str(manifest), sample_rate=8000, clip_seconds=1.0, num_workers=0,
+                            hard_negatives="rewrite", rewriter={"kinds": ["order"]})
+    dm.prepare_data()
+    dm.setup("fit")
+    rec = dm.datasets["fit"].records[0]
+    assert any(n["kind"] == "order" and n["text"].lower().startswith("a man speaks") for n in rec["negatives"][0])
+    cache = list(tmp_path.glob("train.negatives-*.jsonl"))
+    assert len(cache) == 1 and len(cache[0].read_text().splitlines()) == len({c for x in lines for c in x["captions"]})
+
+    import compclap.text.negatives as negatives_module
+
+    def _fail(*args, **kwargs):
+        raise AssertionError("cached captions must not be rewritten again")
+
+    monkeypatch.setattr(negatives_module.HardNegativeRewriter, "rewrite_many", _fail)
+    again = ManifestDataModule(train_manifest=str(manifest), sample_rate=8000, clip_seconds=1.0, num_workers=0,
+                               hard_negatives="rewrite", rewriter={"kinds": ["order"]})
+    again.setup("fit")
+    assert again.datasets["fit"].records[0]["negatives"] == rec["negatives"]

@@ -27,12 +27,34 @@ def _synthesise(world: Path, seed: int) -> None:
     print(f"[demo] synthesised demo world in {world} ({time.time() - t0:.0f} s)")
 
 
-def _fit(stage: str, config: Path, run_dir: Path, world: Path, max_epochs: int | None) -> Path:
+def _write_hard_negatives(world: Path) -> Path:
+    """Add each caption's order/attribute hard negatives to the training manifest (once)."""
+    out = world / "train_hard_negatives.jsonl"
+    if out.is_file():
+        return out
+    from compclap.data.manifest import read_manifest, write_manifest
+    from compclap.text.negatives import HardNegativeRewriter
+
+    t0 = time.time()
+    records = read_manifest(world / "train.jsonl")
+    captions = [c for r in records for c in r["captions"]]
+    negatives = iter(HardNegativeRewriter(seed=0).rewrite_many(captions))
+    for rec in records:
+        rec["audio"] = str(Path(rec["audio"]).relative_to(world.resolve()))
+        rec["negatives"] = [next(negatives) for _ in rec["captions"]]
+    write_manifest(records, out)
+    with_any = sum(bool(n) for r in records for n in r["negatives"])
+    print(f"[demo] hard negatives for {with_any}/{len(captions)} captions in {time.time() - t0:.0f} s -> {out}")
+    return out
+
+
+def _fit(stage: str, config: Path, run_dir: Path, world: Path, max_epochs: int | None,
+         train_manifest: Path, init_from: Path | None = None) -> Path:
     """Train one stage through the `compclap fit` CLI; returns the best checkpoint."""
     from compclap.cli import main as cli_main
 
     args = ["fit", "--config", str(REPO / "conf" / "fit.yaml"), "--config", str(config), "--run_dir", str(run_dir),
-            "--data.train_manifest", str(world / "train.jsonl"), "--data.val_manifest", str(world / "val.jsonl"),
+            "--data.train_manifest", str(train_manifest), "--data.val_manifest", str(world / "val.jsonl"),
             "--data.test_manifest", str(world / "test.jsonl"),
             "--model.model.init_args.text.init_args.tokenizer", str(world / "tokenizer"),
             "--model.compa_csvs", json.dumps({"order": str(world / "compa_order.csv"),
@@ -40,6 +62,8 @@ def _fit(stage: str, config: Path, run_dir: Path, world: Path, max_epochs: int |
             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
     if max_epochs is not None:
         args.append(f"--trainer.max_epochs={max_epochs}")
+    if init_from is not None:
+        args += ["--model.init_from", str(init_from)]
     t0 = time.time()
     cli_main(args)
     best = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
@@ -63,9 +87,13 @@ def main(argv: list[str] | None = None) -> None:
     from compclap.eval.runner import evaluate_model, markdown_table
     from compclap.models.loading import load_model
 
-    stages = {"standard": REPO / "conf" / "experiment" / "demo_standard.yaml"}
-    checkpoints = {name: _fit(name, cfg, args.runs / f"demo_{name}", args.world, args.max_epochs)
-                   for name, cfg in stages.items()}
+    checkpoints = {}
+    checkpoints["standard"] = _fit("standard", REPO / "conf" / "experiment" / "demo_standard.yaml",
+                                   args.runs / "demo_standard", args.world, args.max_epochs,
+                                   args.world / "train.jsonl")
+    checkpoints["+hard negatives"] = _fit("hard negatives", REPO / "conf" / "experiment" / "demo_hard_negatives.yaml",
+                                          args.runs / "demo_hard_negatives", args.world, args.max_epochs,
+                                          _write_hard_negatives(args.world), init_from=checkpoints["standard"])
 
     compa = {"order": str(args.world / "compa_order.csv"), "attribute": str(args.world / "compa_attribute.csv")}
     results = {}

@@ -33,6 +33,9 @@ class ManifestDataModule(L.LightningDataModule):
         max_skipped_fraction: float = 0.01,
         drop_last: bool = True,
         persistent_workers: bool = False,
+        hard_negatives: str = "manifest",
+        rewriter: dict[str, Any] | None = None,
+        negatives_cache_dir: str | None = None,
     ) -> None:
         """Configure the splits.
 
@@ -50,11 +53,17 @@ class ManifestDataModule(L.LightningDataModule):
             max_skipped_fraction: stop with an error when more than this share of a split fails to decode.
             drop_last: drop the last incomplete training batch (keeps contrastive batches full).
             persistent_workers: keep DataLoader workers alive between epochs.
+            hard_negatives: "manifest" uses the training manifest's "negatives" field when present;
+                "rewrite" writes them on the fly with the caption rewriter (cached on disk); "none" drops them.
+            rewriter: HardNegativeRewriter keyword arguments for "rewrite" (kinds, max_per_kind, seed, spacy_model).
+            negatives_cache_dir: folder of the rewrite cache (default: next to the training manifest).
         """
         super().__init__()
         self.save_hyperparameters()
         self.manifests = {"fit": train_manifest, "validate": val_manifest, "test": test_manifest,
                           "predict": predict_manifest}
+        if hard_negatives not in ("manifest", "rewrite", "none"):
+            raise ValueError(f"hard_negatives must be 'manifest', 'rewrite' or 'none', got {hard_negatives!r}")
         self.datasets: dict[str, ManifestDataset] = {}
         self._bad_files: dict[str, list[str]] = {}
 
@@ -69,9 +78,40 @@ class ManifestDataModule(L.LightningDataModule):
             path = self.manifests[split]
             if path is None:
                 raise ValueError(f"no manifest configured for {split!r} (set data.{ {'fit': 'train', 'validate': 'val'}.get(split, split)}_manifest)")
-            self.datasets[split] = ManifestDataset(read_manifest(path), self.hparams.sample_rate, self.num_samples,
+            records = read_manifest(path)
+            if split == "fit":
+                self._prepare_negatives(records, path)
+            else:
+                for rec in records:
+                    rec.pop("negatives", None)  # evaluation uses positives only
+            self.datasets[split] = ManifestDataset(records, self.hparams.sample_rate, self.num_samples,
                                                    train=split == "fit")
         return self.datasets[split]
+
+    def _prepare_negatives(self, records: list[dict[str, Any]], manifest: str) -> None:
+        """Keep, rewrite or drop the training captions' hard negatives according to `hard_negatives`."""
+        mode = self.hparams.hard_negatives
+        if mode == "none":
+            for rec in records:
+                rec.pop("negatives", None)
+        elif mode == "rewrite":
+            from compclap.data.negatives_cache import attach_negatives
+
+            attach_negatives(records, manifest, dict(self.hparams.rewriter or {}), self.hparams.negatives_cache_dir)
+        else:
+            for lineno, rec in enumerate(records, 1):
+                negs = rec.get("negatives")
+                if negs is not None and (not isinstance(negs, list) or len(negs) != len(rec["captions"])):
+                    raise ValueError(f"{manifest}: clip {lineno}: \"negatives\" must be a list parallel to "
+                                     f"\"captions\" ({len(rec['captions'])} entries)")
+
+    def prepare_data(self) -> None:
+        """Write the rewrite cache once per node (before DDP ranks read it in setup)."""
+        if self.hparams.hard_negatives == "rewrite" and self.manifests["fit"] is not None:
+            from compclap.data.negatives_cache import attach_negatives
+
+            attach_negatives(read_manifest(self.manifests["fit"]), self.manifests["fit"],
+                             dict(self.hparams.rewriter or {}), self.hparams.negatives_cache_dir)
 
     def setup(self, stage: str) -> None:
         """Read the manifests the stage needs."""
