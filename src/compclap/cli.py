@@ -1,4 +1,4 @@
-"""The `compclap` command: LightningCLI subcommands (fit, validate, test, predict)."""
+"""The `compclap` command: LightningCLI subcommands (fit, validate, test, predict), evaluate and export."""
 
 from __future__ import annotations
 
@@ -39,8 +39,22 @@ class CompClapCLI(LightningCLI):
                 init.dirpath = str(run_dir / "checkpoints")
 
 
+# Subcommands outside LightningCLI: name -> "module:function" taking the remaining arguments.
+EXTRA_COMMANDS = {
+    "evaluate": "compclap.eval.cli:main",
+    "export": "compclap.models.export:main",
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `compclap` console script."""
+    import importlib
+    import sys
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] in EXTRA_COMMANDS:
+        module, func = EXTRA_COMMANDS[args[0]].split(":")
+        raise SystemExit(getattr(importlib.import_module(module), func)(args[1:]))
     CompClapCLI(CompClapModule, ManifestDataModule, args=argv, save_config_kwargs={"overwrite": True})
 
 
