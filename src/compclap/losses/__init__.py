@@ -2,5 +2,6 @@
 
 from compclap.losses.contrastive import ContrastiveLoss
 from compclap.losses.hard_negative import HardNegativeContrastiveLoss
+from compclap.losses.modular import ModularContrastiveLoss
 
-__all__ = ["ContrastiveLoss", "HardNegativeContrastiveLoss"]
+__all__ = ["ContrastiveLoss", "HardNegativeContrastiveLoss", "ModularContrastiveLoss"]
