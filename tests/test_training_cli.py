@@ -186,3 +186,31 @@ def test_negatives_rewritten_on_the_fly_are_cached(tmp_path, monkeypatch):
                                hard_negatives="rewrite", rewriter={"kinds": ["order"]})
     again.setup("fit")
     assert again.datasets["fit"].records[0]["negatives"] == rec["negatives"]
+
+
+def test_modular_loss_trains_on_positives_and_negatives(tmp_path, tokenizer_dir):
+    import json
+
+    train = write_tiny_manifest(tmp_path, "train", 8)
+    _add_negatives(train)
+    lines = [json.loads(x) for x in train.read_text().splitlines()]
+    for i, rec in enumerate(lines):
+        rec["positives"] = rec["captions"][: 1 + i % 2]  # one or two positives per clip
+    train.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    cfg = _config(tmp_path, tokenizer_dir, train, None)
+    main(["fit", "--config", str(cfg), "--trainer.max_steps=2", "--run_dir", str(tmp_path / "run"),
+          "--model.loss", "compclap.losses.ModularContrastiveLoss"])
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+def test_collate_flattens_positives_with_owners():
+    import numpy as np
+
+    from compclap.data import collate_clips
+
+    items = [{"index": 0, "path": "a", "waveform": np.zeros(4, np.float32), "captions": ["x"], "positives": ["x", "x1"]},
+             {"index": 1, "path": "b", "waveform": np.zeros(4, np.float32), "captions": ["y"]},
+             {"index": 2, "path": "c", "error": "cannot decode"}]
+    batch = collate_clips(items)
+    assert batch["positives"] == ["x", "x1", "y"] and batch["positive_owner"].tolist() == [0, 0, 1]
+    assert batch["skipped"] == ["c"] and batch["waveforms"].shape == (2, 4)

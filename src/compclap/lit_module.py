@@ -129,10 +129,16 @@ class CompClapModule(L.LightningModule):
         return total
 
     def _embed_train_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Embed clips and captions, plus each caption's hard negatives when the loss asks for them."""
-        captions = batch["captions"]
+        """Embed clips and captions (or a clip's multi-granular positives), plus hard negatives when the loss asks."""
+        waveforms = batch["waveforms"]
+        texts, owner = batch["captions"], None
+        if getattr(self.loss, "uses_positives", False) and "positives" in batch:
+            texts, owner = batch["positives"], batch["positive_owner"].to(waveforms.device)
         if not getattr(self.loss, "uses_negatives", False):
-            return self(batch["waveforms"], captions)
+            out = self(waveforms, texts)
+            if owner is not None:
+                out["text_owner"] = owner
+            return out
         from compclap.data.datasets import flatten_negatives
 
         if "negatives" not in batch:
@@ -140,15 +146,17 @@ class CompClapModule(L.LightningModule):
                              "\"negatives\" field (write them with data_prep/hard_negatives.py --manifest)")
         neg_texts, mask = flatten_negatives(batch["negatives"], self.loss.max_negatives, self.loss.negative_kinds)
         # One text forward for positives and negatives together.
-        out = self(batch["waveforms"], captions + neg_texts)
+        out = self(waveforms, texts + neg_texts)
         text = out["text_embeds"]
-        out["text_embeds"] = text[:len(captions)]
+        out["text_embeds"] = text[:len(texts)]
         mask = mask.to(text.device)
         negatives = text.new_zeros(*mask.shape, text.shape[-1])
-        negatives[mask] = text[len(captions):]
+        negatives[mask] = text[len(texts):]
         out["negative_embeds"], out["negative_mask"] = negatives, mask
-        self.log("train/negatives_per_caption", mask.sum(1).float().mean(), on_step=True, on_epoch=False,
-                 batch_size=len(captions))
+        if owner is not None:
+            out["text_owner"] = owner
+        self.log("train/negatives_per_clip", mask.sum(1).float().mean(), on_step=True, on_epoch=False,
+                 batch_size=waveforms.shape[0])
         return out
 
     # ----------------------------------------------------------------- evaluation

@@ -46,6 +46,8 @@ class ManifestDataset(Dataset):
             item["captions"] = [captions[pick]]
             if "negatives" in rec:
                 item["negatives"] = [rec["negatives"][pick]]
+            if "positives" in rec:  # multi-granular positives of a composed clip (modular loss)
+                item["positives"] = list(rec["positives"])
         else:
             item["captions"] = captions
             if "negatives" in rec:
@@ -91,6 +93,11 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
     batch["captions"] = [c for it in good for c in it["captions"]]
     batch["caption_owner"] = torch.tensor([pos for pos, it in enumerate(good) for _ in it["captions"]],
                                           dtype=torch.long)
+    if any("positives" in it for it in good):
+        # Clips without explicit positives contribute their caption(s).
+        pos = [it.get("positives") or it["captions"] for it in good]
+        batch["positives"] = [p for ps in pos for p in ps]
+        batch["positive_owner"] = torch.tensor([i for i, ps in enumerate(pos) for _ in ps], dtype=torch.long)
     if any("negatives" in it for it in good):
         # One list of {"text", "kind"} dicts per caption, parallel to batch["captions"].
         batch["negatives"] = [negs for it in good for negs in it.get("negatives", [[]] * len(it["captions"]))]
