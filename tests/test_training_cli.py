@@ -214,3 +214,18 @@ def test_collate_flattens_positives_with_owners():
     batch = collate_clips(items)
     assert batch["positives"] == ["x", "x1", "y"] and batch["positive_owner"].tolist() == [0, 0, 1]
     assert batch["skipped"] == ["c"] and batch["waveforms"].shape == (2, 4)
+
+
+def test_predict_writes_embeddings(tmp_path, tokenizer_dir):
+    train = write_tiny_manifest(tmp_path, "train", 8)
+    cfg = _config(tmp_path, tokenizer_dir, train, None)
+    main(["fit", "--config", str(cfg), "--trainer.max_steps=1", "--run_dir", str(tmp_path / "run")])
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    out_dir = tmp_path / "pred"
+    main(["predict", "--config", str(cfg), "--data.predict_manifest", str(train), "--ckpt_path", str(ckpt),
+          "--run_dir", str(tmp_path / "run"), "--trainer.callbacks+=compclap.callbacks.EmbeddingWriter",
+          f"--trainer.callbacks.output_dir={out_dir}"])
+    emb = torch.load(out_dir / "embeddings_rank0.pt", weights_only=False)
+    assert emb["audio_embeds"].shape == (8, 12) and sorted(emb["index"].tolist()) == list(range(8))
+    assert emb["text_embeds"].shape == (16, 12) and len(emb["captions"]) == 16
+    torch.testing.assert_close(emb["audio_embeds"].norm(dim=-1), torch.ones(8))
