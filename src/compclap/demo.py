@@ -84,9 +84,6 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     _synthesise(args.world, args.seed)
 
-    from compclap.eval.runner import evaluate_model, markdown_table
-    from compclap.models.loading import load_model
-
     checkpoints = {}
     checkpoints["standard"] = _fit("standard", REPO / "conf" / "experiment" / "demo_standard.yaml",
                                    args.runs / "demo_standard", args.world, args.max_epochs,
@@ -95,21 +92,21 @@ def main(argv: list[str] | None = None) -> None:
                                           args.runs / "demo_hard_negatives", args.world, args.max_epochs,
                                           _write_hard_negatives(args.world), init_from=checkpoints["standard"])
 
-    compa = {"order": str(args.world / "compa_order.csv"), "attribute": str(args.world / "compa_attribute.csv")}
-    results = {}
-    first = next(iter(checkpoints.values()))
-    results["untrained (same init)"] = evaluate_model(_untrained_like(first), str(args.world / "test.jsonl"), compa)
-    for name, ckpt in checkpoints.items():
-        results[name] = evaluate_model(load_model(ckpt), str(args.world / "test.jsonl"), compa)
+    # The table goes through the evaluation suite (`compclap evaluate`): same metrics, cached embeddings,
+    # results.json, report.md with plots and per-row CompA CSVs.
+    from compclap.eval.report import summary_table
+    from compclap.eval.runner import CompaBenchmark, ModelSpec, RetrievalBenchmark, run_suite
 
-    table = markdown_table(results)
-    args.report.mkdir(parents=True, exist_ok=True)
-    (args.report / "results.json").write_text(json.dumps(
-        {k: {g: {m: v for m, v in r.items() if m != "rows"} for g, r in res.items()} for k, res in results.items()},
-        indent=2, default=float))
-    (args.report / "report.md").write_text("# compclap demo\n\nTest split of the demo world (held-out "
-                                           "compositions); CompA-style order and attribute benchmarks.\n\n"
-                                           + table + "\n")
+    benchmarks = [RetrievalBenchmark.from_manifest(args.world / "test.jsonl", name="retrieval"),
+                  CompaBenchmark("compa_order", args.world / "compa_order.csv"),
+                  CompaBenchmark("compa_attribute", args.world / "compa_attribute.csv")]
+    first = next(iter(checkpoints.values()))
+    models = [ModelSpec("untrained (same init)", model=_untrained_like(first))]
+    models += [ModelSpec(name, path=str(ckpt)) for name, ckpt in checkpoints.items()]
+    payload = run_suite(models, benchmarks, args.report, cache_dir=args.runs / "embed_cache", title="compclap demo",
+                        description="Test split of the demo world (held-out compositions); CompA-style order and "
+                                    "attribute benchmarks.", fresh=True, progress=False)
+    table = summary_table(payload)
     print("\n" + table + "\n")
     print(f"[demo] checkpoints: " + ", ".join(str(c) for c in checkpoints.values()))
     print(f"[demo] TensorBoard logs: tensorboard --logdir {args.runs}")

@@ -1,0 +1,261 @@
+"""Render an evaluation payload (results.json of `run_suite`) as Markdown with PNG plots.
+
+* a summary table: one row per model, the headline metrics of every benchmark as columns;
+* per benchmark: a detailed table (confidence intervals, triplet scores, per-fold accuracies, ...), a
+  grouped bar plot (models side by side for each headline metric, with 95% intervals where known) and,
+  for CompA, a few example rows with every model's 2x2 caption-audio similarity matrix.
+
+The report is re-renderable from the output folder alone: CompA examples are read back from the per-row
+CSVs the suite wrote next to results.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["benchmark_table", "format_value", "lookup", "plot_bars", "plot_compa_examples", "render_report", "summary_table"]
+
+
+def lookup(result: Mapping[str, Any] | None, key: str) -> Any:
+    """`result["a"]["b"]` for key "a.b"; None when any level is missing."""
+    value: Any = result
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def format_value(value: Any) -> str:
+    """A table cell: one decimal for floats, [lo, hi] for intervals, '-' for missing or NaN."""
+    if value is None or isinstance(value, bool):
+        return "-" if value is None else str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.1f}"
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        return f"[{format_value(float(value[0]))}, {format_value(float(value[1]))}]"
+    return str(value)
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: bool = True) -> str:
+    lines = ["| " + " | ".join(_escape(h) for h in header) + " |",
+             "|---|" + ("---:|" if numeric else "---|") * (len(header) - 1)]
+    lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def summary_table(payload: Mapping[str, Any]) -> str:
+    """Markdown table: rows = models, columns = every benchmark's headline metrics."""
+    cols = [(bench, key, f"{bench} {label}") for bench, desc in payload["benchmarks"].items()
+            for key, label in desc["columns"]]
+    rows = []
+    for model in payload["models"]:
+        res = payload["results"].get(model, {})
+        rows.append([model] + [format_value(lookup(res.get(bench), key)) for bench, key, _ in cols])
+    return _table(["model"] + [c[2] for c in cols], rows)
+
+
+def benchmark_table(payload: Mapping[str, Any], bench: str) -> str:
+    """Markdown table of one benchmark's detailed metrics (only columns some model has)."""
+    desc = payload["benchmarks"][bench]
+    results = {m: payload["results"].get(m, {}).get(bench) for m in payload["models"]}
+    cols = [(k, label) for k, label in desc["details"] if any(lookup(r, k) is not None for r in results.values())]
+    rows = [[m] + [format_value(lookup(r, k)) for k, _ in cols] for m, r in results.items() if r is not None]
+    return _table(["model"] + [label for _, label in cols], rows)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_bars(payload: Mapping[str, Any], bench: str, path: str | Path) -> Path | None:
+    """Grouped bars: one group per headline metric, one bar per model (95% interval whiskers if known)."""
+    desc = payload["benchmarks"][bench]
+    models = [m for m in payload["models"] if payload["results"].get(m, {}).get(bench) is not None]
+    metrics = [(k, label) for k, label in desc["columns"] if not k.endswith("medR")]
+    if not models or not metrics:
+        return None
+    plt = _pyplot()
+    n_models = len(models)
+    width = 0.8 / n_models
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 + len(metrics) * (0.5 + 0.35 * n_models)), 3.6))
+    cmap = plt.get_cmap("tab10")
+    tops: list[float] = []
+    for i, model in enumerate(models):
+        res = payload["results"][model][bench]
+        values = [lookup(res, k) for k, _ in metrics]
+        heights = [float(v) if isinstance(v, (int, float)) else float("nan") for v in values]
+        xs = [j + (i - (n_models - 1) / 2) * width for j in range(len(metrics))]
+        errs = None
+        cis = [lookup(res, f"{k}_ci") for k, _ in metrics]
+        if all(isinstance(c, (list, tuple)) and len(c) == 2 for c in cis):
+            errs = [[max(0.0, h - c[0]) for h, c in zip(heights, cis)],
+                    [max(0.0, c[1] - h) for h, c in zip(heights, cis)]]
+        bars = ax.bar(xs, heights, width * 0.95, yerr=errs, capsize=2, label=model, color=cmap(i % 10),
+                      error_kw={"ecolor": "0.35", "elinewidth": 0.8})
+        for j, (bar, h) in enumerate(zip(bars, heights)):
+            if not math.isnan(h):
+                y = h + (errs[1][j] if errs is not None else 0.0)  # above the whisker
+                tops.append(y)
+                ax.annotate(f"{h:.1f}", (bar.get_x() + bar.get_width() / 2, y), ha="center", va="bottom",
+                            fontsize=7, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(range(len(metrics)), [label for _, label in metrics])
+    ax.set_ylabel("percent")
+    top = max(tops + [1.0])
+    ax.set_ylim(0, min(110.0, top * 1.15 + 5) if top <= 100 else top * 1.15)
+    ax.set_title(f"{bench}")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _read_rows(path: Path) -> list[dict[str, str]] | None:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except OSError:
+        return None
+
+
+def _choose_examples(rows_by_model: Mapping[str, list[dict[str, str]]], n: int) -> list[int]:
+    """Rows where the models disagree most (on text, audio, group) first, then rows won by some, then the rest."""
+    n_rows = min(len(r) for r in rows_by_model.values())
+    keyed = []
+    for i in range(n_rows):
+        disagree = sum(len({rows[i][k] for rows in rows_by_model.values()}) > 1 for k in ("text", "audio", "group"))
+        wins = sum(rows[i][k] == "True" for rows in rows_by_model.values() for k in ("text", "audio"))
+        keyed.append((-disagree, -wins, i))
+    return [i for *_, i in sorted(keyed)[:n]]
+
+
+def plot_compa_examples(payload: Mapping[str, Any], bench: str, out_dir: str | Path, path: str | Path,
+                        n_examples: int = 3) -> Path | None:
+    """A few CompA rows (models disagreeing first): each model's 2x2 similarity matrix, captions x audio."""
+    out_dir = Path(out_dir)
+    rows_by_model: dict[str, list[dict[str, str]]] = {}
+    for model in payload["models"]:
+        name = lookup(payload["results"].get(model, {}), f"{bench}.rows_csv")
+        rows = _read_rows(out_dir / name) if name else None
+        if rows:
+            rows_by_model[model] = rows
+    if not rows_by_model:
+        return None
+    examples = _choose_examples(rows_by_model, n_examples)
+    if not examples:
+        return None
+    plt = _pyplot()
+    models = list(rows_by_model)
+    n_cols = len(models)
+    fig, axes = plt.subplots(len(examples), n_cols, figsize=(2.3 * n_cols + 3.2, 2.2 * len(examples) + 0.4),
+                             squeeze=False)
+    for r, i in enumerate(examples):
+        ref = rows_by_model[models[0]][i]
+        for c, model in enumerate(models):
+            ax = axes[r][c]
+            mat = [[float(rows_by_model[model][i][f"s{a}{b}"]) for b in (0, 1)] for a in (0, 1)]
+            # Each matrix on its own colour scale: only the order of its four entries decides the scores.
+            lo, hi = min(min(row) for row in mat), max(max(row) for row in mat)
+            if hi - lo < 1e-9:
+                lo, hi = lo - 1e-3, hi + 1e-3
+            ax.imshow(mat, cmap="viridis", vmin=lo, vmax=hi)
+            for d in (0, 1):
+                ax.add_patch(plt.Rectangle((d - 0.5, d - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+            gaps = [abs(mat[0][0] - mat[1][0]), abs(mat[1][1] - mat[0][1]), abs(mat[0][0] - mat[0][1]),
+                    abs(mat[1][1] - mat[1][0])]
+            smallest = min([g for g in gaps if g > 0] or [1.0])
+            digits = min(6, max(3, math.ceil(-math.log10(smallest)) + 1))  # enough to see who wins
+            for a in (0, 1):
+                for b in (0, 1):
+                    ax.text(b, a, f"{mat[a][b]:.{digits}f}", ha="center", va="center", fontsize=8,
+                            color="white" if mat[a][b] < (lo + hi) / 2 else "black")
+            row = rows_by_model[model][i]
+            marks = " ".join(f"{k}:{'win' if row[k] == 'True' else 'lose'}" for k in ("text", "audio"))
+            ax.set_title(f"{model}\n{marks}" if r == 0 else marks, fontsize=8)
+            ax.set_xticks([0, 1], [_short(ref["file_0"]), _short(ref["file_1"])], fontsize=7)
+            if c == 0:
+                ax.set_yticks([0, 1], [textwrap.fill(ref["caption_0"], 28), textwrap.fill(ref["caption_1"], 28)],
+                              fontsize=7)
+                ax.set_ylabel(f"row {ref['row']}", fontsize=8)
+            else:
+                ax.set_yticks([])
+    fig.suptitle(f"{bench}: caption x audio cosine similarity (red: matching pairs; colours per matrix)", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _short(file: str, width: int = 18) -> str:
+    name = Path(file).name
+    return name if len(name) <= width else "..." + name[-(width - 3):]
+
+
+def _describe(desc: Mapping[str, Any]) -> str:
+    kind = desc.get("kind")
+    if kind == "compa":
+        return f"CompA-style benchmark, {desc.get('n_rows')} rows ({desc.get('n_triplet_rows', 0)} with a triplet)"
+    if kind == "zeroshot":
+        what = "multi-label, mAP" if desc.get("multi_label") else "single-label, top-k accuracy"
+        templates = "; ".join(f"`{t}`" for t in desc.get("templates", []))
+        return (f"zero-shot classification ({what}), {desc.get('n_clips')} clips, {desc.get('n_classes')} classes, "
+                f"templates {templates}")
+    if kind == "retrieval":
+        missing = f", {desc['n_missing']} clips without audio left out" if desc.get("n_missing") else ""
+        return (f"retrieval, multi-caption protocol, {desc.get('n_clips')} clips, "
+                f"{desc.get('n_captions')} captions{missing}")
+    return str(kind)
+
+
+def render_report(payload: Mapping[str, Any], out_dir: str | Path, plots: bool = True) -> Path:
+    """Write ``report.md`` (and the PNGs it shows, unless `plots` is False) into out_dir; returns its path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts = [f"# {payload.get('title', 'compclap evaluation')}", ""]
+    if payload.get("description"):
+        parts += [payload["description"], ""]
+    last = payload.get("last_run", {})
+    parts += [f"All scores in percent (medR: median rank). Written by `compclap evaluate` "
+              f"{('on ' + last['time']) if last.get('time') else ''}; raw numbers in `results.json`.", ""]
+    parts += ["## Models", "", _table(["model", "checkpoint", "identity"], [
+        [m, f"`{info.get('path')}`" if info.get("path") else "(in memory)", f"`{str(info.get('identity'))[:12]}`"]
+        for m, info in payload["models"].items()], numeric=False), ""]
+    parts += ["## Summary", "", summary_table(payload), ""]
+    for bench, desc in payload["benchmarks"].items():
+        parts += [f"## {bench}", "", f"{_describe(desc)}; source `{desc.get('source')}`.", "",
+                  benchmark_table(payload, bench), ""]
+        if plots:
+            bars = plot_bars(payload, bench, out_dir / f"bars_{bench}.png")
+            if bars is not None:
+                parts += [f"![{bench} scores]({bars.name})", ""]
+            if desc.get("kind") == "compa":
+                ex = plot_compa_examples(payload, bench, out_dir, out_dir / f"examples_{bench}.png")
+                if ex is not None:
+                    parts += [f"![{bench} example rows]({ex.name})", ""]
+        csvs = [(m, lookup(payload["results"].get(m, {}), f"{bench}.rows_csv")) for m in payload["models"]]
+        csvs = [(m, name) for m, name in csvs if name]
+        if csvs:
+            parts += ["Per-row results: " + ", ".join(f"[{m}]({name})" for m, name in csvs), ""]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(parts))
+    return path
