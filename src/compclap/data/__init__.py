@@ -1,8 +1,28 @@
-"""Manifests, datasets, collate and LightningDataModules (no model code here)."""
+"""Manifests, datasets, collate and LightningDataModules (no model code here).
 
-from compclap.data.datamodule import ManifestDataModule, TooManyBadFilesError
-from compclap.data.datasets import ClipSampler, ManifestDataset, collate_clips, flatten_negatives
-from compclap.data.manifest import read_manifest, write_manifest
+Names are imported lazily: data-preparation scripts that only need manifests or synthesis do not pay
+for importing Lightning.
+"""
 
-__all__ = ["ClipSampler", "ManifestDataModule", "ManifestDataset", "TooManyBadFilesError", "collate_clips", "flatten_negatives",
-           "read_manifest", "write_manifest"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "ManifestDataModule": "compclap.data.datamodule",
+    "TooManyBadFilesError": "compclap.data.datamodule",
+    "ClipSampler": "compclap.data.datasets",
+    "ManifestDataset": "compclap.data.datasets",
+    "collate_clips": "compclap.data.datasets",
+    "flatten_negatives": "compclap.data.datasets",
+    "read_manifest": "compclap.data.manifest",
+    "write_manifest": "compclap.data.manifest",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Import an exported name on first use."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'compclap.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
