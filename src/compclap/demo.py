@@ -48,9 +48,30 @@ def _write_hard_negatives(world: Path) -> Path:
     return out
 
 
+def _write_compositions(world: Path, seed: int) -> Path:
+    """Compose training clips from the demo world's single events (once)."""
+    out = world / "composed"
+    if (out / "train.jsonl").is_file():
+        return out / "train.jsonl"
+    from compclap.data.composer import ComposeConfig, compose
+
+    t0 = time.time()
+    # Absolute levels are kept (no overlay re-levelling or peak normalisation) so that the loudness words
+    # of the event captions stay true; held-out pairs of the demo world stay out of training.
+    compose(ComposeConfig(events=str(world / "events.jsonl"), out=str(out), num=1200, seed=seed, name="train",
+                          exclude_pairs=str(world / "meta.json"), overlay_db=None, peak=None, max_seconds=4.0,
+                          pad=True))
+    print(f"[demo] composed training clips in {time.time() - t0:.0f} s -> {out / 'train.jsonl'}")
+    return out / "train.jsonl"
+
+
 def _fit(stage: str, config: Path, run_dir: Path, world: Path, max_epochs: int | None,
          train_manifest: Path, init_from: Path | None = None) -> Path:
-    """Train one stage through the `compclap fit` CLI; returns the best checkpoint."""
+    """Train one stage through the `compclap fit` CLI.
+
+    Returns the best checkpoint by validation retrieval for the first stage, and the last one for the
+    compositional stages, whose goal (order/attribute sensitivity) validation retrieval does not measure.
+    """
     from compclap.cli import main as cli_main
 
     args = ["fit", "--config", str(REPO / "conf" / "fit.yaml"), "--config", str(config), "--run_dir", str(run_dir),
@@ -68,7 +89,7 @@ def _fit(stage: str, config: Path, run_dir: Path, world: Path, max_epochs: int |
     cli_main(args)
     best = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
     print(f"[demo] stage {stage}: trained in {time.time() - t0:.0f} s -> {run_dir}")
-    return best[-1] if best else run_dir / "checkpoints" / "last.ckpt"
+    return best[-1] if best and init_from is None else run_dir / "checkpoints" / "last.ckpt"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -91,6 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     checkpoints["+hard negatives"] = _fit("hard negatives", REPO / "conf" / "experiment" / "demo_hard_negatives.yaml",
                                           args.runs / "demo_hard_negatives", args.world, args.max_epochs,
                                           _write_hard_negatives(args.world), init_from=checkpoints["standard"])
+    checkpoints["+modular"] = _fit("modular", REPO / "conf" / "experiment" / "demo_modular.yaml",
+                                   args.runs / "demo_modular", args.world, args.max_epochs,
+                                   _write_compositions(args.world, args.seed), init_from=checkpoints["+hard negatives"])
 
     # The table goes through the evaluation suite (`compclap evaluate`): same metrics, cached embeddings,
     # results.json, report.md with plots and per-row CompA CSVs.
