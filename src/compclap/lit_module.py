@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -45,7 +44,9 @@ class CompClapModule(L.LightningModule):
             warmup_steps: linear warm-up steps.
             scheduler: "cosine" (decay to min_lr_ratio * lr over the run) or "constant" after warm-up.
             min_lr_ratio: final learning rate as a fraction of `lr` for the cosine schedule.
-            init_from: weights only (no optimiser state) from a compclap .ckpt or a run directory's last.ckpt.
+            init_from: weights only (no optimiser state), loaded strictly, from a compclap .ckpt, a run directory
+                (its last.ckpt), a compclap export, a Hugging Face ClapModel directory, a LAION-CLAP .pt or an
+                MS-CLAP .pth whose architecture matches the model.
             compa_csvs: CompA-style CSVs scored at the end of `test`, e.g. {"order": path, "attribute": path}.
             eval_chunk_size: queries per chunk when computing retrieval metrics.
         """
@@ -65,20 +66,10 @@ class CompClapModule(L.LightningModule):
 
     # ----------------------------------------------------------------- weights
     def load_weights(self, path: str) -> None:
-        """Initialise model weights (strictly) from a compclap checkpoint; optimiser state is not touched."""
-        ckpt_path = Path(path)
-        if ckpt_path.is_dir():
-            candidates = [ckpt_path / "last.ckpt", ckpt_path / "checkpoints" / "last.ckpt"]
-            found = [c for c in candidates if c.is_file()]
-            if not found:
-                raise FileNotFoundError(f"no last.ckpt in run directory {path}")
-            ckpt_path = found[0]
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
-        model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-        missing, unexpected = self.model.load_state_dict(model_state, strict=False)
-        if missing or unexpected:
-            raise RuntimeError(f"init_from {ckpt_path}: architecture mismatch; missing keys {missing[:10]}, "
-                               f"unexpected keys {unexpected[:10]}")
+        """Initialise model weights (strictly) from any checkpoint compclap reads; optimiser state is not touched."""
+        from compclap.models.loading import load_state_into
+
+        load_state_into(self.model, path)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store RNG states so a resumed run continues with the same random stream (dropout, drop-path)."""

@@ -21,6 +21,19 @@ class FrontendConfig:
     f_min: float = 50.0
     f_max: float = 14_000.0
     mel_scale: str = "slaney"  # "slaney" with slaney norm (LAION rand_trunc) or "htk" without norm (fusion)
+    # Rate the mel filterbank is designed for; None: `sample_rate`. MS-CLAP 2023 applies its 32 kHz HTSAT
+    # filterbank to 44.1 kHz audio, so its filters sit at 32/44.1 of their nominal frequencies.
+    mel_sample_rate: int | None = None
+    # LAION-CLAP's inference quantises audio to int16 and back (x -> trunc(clip(x) * 32767) / 32767).
+    quantize_int16: bool = False
+    # How clips shorter than `clip_seconds` are filled: "repeatpad" (tile whole copies, then zeros; LAION/HF)
+    # or "repeat" (tile and cut; MS-CLAP).
+    padding: str = "repeatpad"
+
+    def __post_init__(self) -> None:
+        """Reject unknown padding modes early (the mel scale is checked when the filterbank is built)."""
+        if self.padding not in ("repeatpad", "repeat"):
+            raise ValueError(f"padding must be 'repeatpad' or 'repeat', got {self.padding!r}")
 
     @property
     def num_samples(self) -> int:
@@ -48,10 +61,15 @@ def mel_filterbank(config: FrontendConfig) -> np.ndarray:
         num_mel_filters=config.n_mels,
         min_frequency=config.f_min,
         max_frequency=config.f_max,
-        sampling_rate=config.sample_rate,
+        sampling_rate=config.mel_sample_rate or config.sample_rate,
         norm="slaney" if config.mel_scale == "slaney" else None,
         mel_scale=config.mel_scale,
     )
+
+
+def quantize_int16(waveforms: torch.Tensor) -> torch.Tensor:
+    """LAION-CLAP's int16 round trip: clip to [-1, 1], scale by 32767, truncate toward zero, scale back."""
+    return (waveforms.clamp(-1.0, 1.0) * 32767.0).to(torch.int16).to(waveforms.dtype) / 32767.0
 
 
 class LogMelSpectrogram(nn.Module):
@@ -79,6 +97,8 @@ class LogMelSpectrogram(nn.Module):
         # Autocast would run the mel matmul in bf16/fp16 and cost whole decibels; features stay full precision.
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
             wave = waveforms.to(dtype)
+            if self.config.quantize_int16:
+                wave = quantize_int16(wave.float()).to(dtype)
             spec = torch.stft(wave, n_fft=self.config.n_fft, hop_length=self.config.hop_length,
                               window=self.window.to(dtype), center=True, pad_mode="reflect",
                               return_complex=True)

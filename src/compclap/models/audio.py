@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from compclap.audio.features import FrontendConfig, LogMelSpectrogram
+from compclap.audio.fusion import StartChooser, fit_length, fusion_batch, middle_start, random_start
 from compclap.models.freezing import freeze_all_but_last, set_frozen_batchnorm_eval
+from compclap.models.specs import config_kwargs
 
 # LAION's HTSAT-tiny (630k checkpoints) and HTSAT-base (music/speech checkpoints) shapes.
 HTSAT_PRESETS: dict[str, dict[str, Any]] = {
@@ -18,7 +21,11 @@ HTSAT_PRESETS: dict[str, dict[str, Any]] = {
 
 
 class HTSATAudioEncoder(nn.Module):
-    """Waveforms (B, T) -> log-mel on the model's device -> HTSAT -> pooled features (B, hidden)."""
+    """Waveforms (B, T) -> log-mel on the model's device -> HTSAT -> pooled features (B, hidden).
+
+    Fusion HTSATs (`enable_fusion` in the config, LAION's *-fusion checkpoints) get the 4-channel fusion input
+    (see compclap.audio.fusion) and also accept clips longer than `clip_seconds`, as a list of 1-D tensors.
+    """
 
     def __init__(
         self,
@@ -31,6 +38,9 @@ class HTSATAudioEncoder(nn.Module):
         f_min: float = 50.0,
         f_max: float = 14_000.0,
         mel_scale: str = "slaney",
+        mel_sample_rate: int | None = None,
+        quantize_int16: bool = False,
+        padding: str = "repeatpad",
         trainable_blocks: int | None = None,
         backbone: nn.Module | None = None,
     ) -> None:
@@ -40,12 +50,16 @@ class HTSATAudioEncoder(nn.Module):
             config: keyword arguments of transformers' ClapAudioConfig (overrides the preset).
             preset: "tiny" or "base" for LAION's HTSAT shapes; None for ClapAudioConfig defaults plus `config`.
             sample_rate: audio rate the front end expects (Hz).
-            clip_seconds: clip length the model sees; shorter clips are repeat-padded, longer ones cropped.
+            clip_seconds: clip length the model sees; shorter clips are padded (`padding`), longer ones cropped
+                (fusion models instead see the whole clip shrunk plus three clip-length chunks).
             n_fft: STFT window and FFT size.
             hop_length: STFT hop in samples.
             f_min: lowest mel frequency (Hz).
             f_max: highest mel frequency (Hz).
             mel_scale: "slaney" (LAION rand_trunc models) or "htk" (fusion models).
+            mel_sample_rate: rate the mel filterbank is designed for (None: `sample_rate`; MS-CLAP 2023: 32000).
+            quantize_int16: round-trip audio through int16 first, as LAION-CLAP's inference does.
+            padding: "repeatpad" (LAION, transformers) or "repeat" (MS-CLAP) for clips shorter than `clip_seconds`.
             trainable_blocks: None trains everything, 0 freezes the tower, N trains only the last N HTSAT stages.
             backbone: an existing ClapAudioModel to wrap (used when loading checkpoints).
         """
@@ -65,20 +79,39 @@ class HTSATAudioEncoder(nn.Module):
             backbone = ClapAudioModel(ClapAudioConfig(**kwargs))
         self.backbone = backbone
         cfg = backbone.config
-        if cfg.enable_fusion:
-            raise NotImplementedError("fusion HTSAT models are not supported by this front end yet")
+        self.fusion = bool(cfg.enable_fusion)
+        if self.fusion and cfg.fusion_type not in (None, "aff_2d"):
+            raise NotImplementedError(f"HTSAT fusion_type {cfg.fusion_type!r} is not supported (only aff_2d)")
         self.frontend_config = FrontendConfig(sample_rate=sample_rate, clip_seconds=clip_seconds, n_fft=n_fft,
                                               hop_length=hop_length, n_mels=cfg.num_mel_bins, f_min=f_min,
-                                              f_max=f_max, mel_scale=mel_scale)
+                                              f_max=f_max, mel_scale=mel_scale, mel_sample_rate=mel_sample_rate,
+                                              quantize_int16=quantize_int16, padding=padding)
         max_frames = cfg.spec_size * (cfg.spec_size // cfg.num_mel_bins)
         if self.frontend_config.num_frames > max_frames:
             raise ValueError(f"{clip_seconds} s at hop {hop_length} gives {self.frontend_config.num_frames} frames, "
                              f"more than HTSAT spec_size {cfg.spec_size} accepts ({max_frames})")
         self.frontend = LogMelSpectrogram(self.frontend_config)
         self.output_dim = cfg.hidden_size
+        self.trainable_blocks = None
+        self.set_trainable_blocks(trainable_blocks)
+
+    def set_trainable_blocks(self, trainable_blocks: int | None) -> None:
+        """None trains everything, 0 freezes the tower, N trains only the last N HTSAT stages (and the final norm)."""
+        encoder = self.backbone.audio_encoder
+        if trainable_blocks is None and self.trainable_blocks is not None:
+            self.backbone.requires_grad_(True)
+        freeze_all_but_last(self.backbone, encoder.layers, trainable_blocks, always_trainable=[encoder.norm])
         self.trainable_blocks = trainable_blocks
-        encoder = backbone.audio_encoder
-        freeze_all_but_last(backbone, encoder.layers, trainable_blocks, always_trainable=[encoder.norm])
+
+    def spec(self) -> dict[str, Any]:
+        """Class path and init arguments that rebuild this tower's architecture and front end (no weights)."""
+        config = config_kwargs(self.backbone.config)
+        fe = self.frontend_config
+        return {"class_path": "compclap.models.audio.HTSATAudioEncoder",
+                "init_args": {"config": config, "sample_rate": fe.sample_rate, "clip_seconds": fe.clip_seconds,
+                              "n_fft": fe.n_fft, "hop_length": fe.hop_length, "f_min": fe.f_min, "f_max": fe.f_max,
+                              "mel_scale": fe.mel_scale, "mel_sample_rate": fe.mel_sample_rate,
+                              "quantize_int16": fe.quantize_int16, "padding": fe.padding}}
 
     def train(self, mode: bool = True) -> HTSATAudioEncoder:
         """Switch train/eval mode; frozen BatchNorm layers stay in eval mode."""
@@ -88,9 +121,37 @@ class HTSATAudioEncoder(nn.Module):
         return self
 
     def features(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """Log-mel input for HTSAT, shape (B, 1, frames, n_mels)."""
+        """Log-mel input for a non-fusion HTSAT, shape (B, 1, frames, n_mels), from clip-length waveforms (B, T)."""
         return self.frontend(waveforms).unsqueeze(1)
 
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """Pooled HTSAT features (B, hidden) from waveforms (B, T) at the front end's sample rate."""
+    def fusion_features(self, waveforms: torch.Tensor | Sequence[torch.Tensor],
+                        choose: StartChooser | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fusion input (B, 4, frames, n_mels) and is_longer (B,) from waveforms of any length.
+
+        Long clips get three chunks chosen at random in training and the middle candidates in evaluation
+        (`choose` overrides). In training, a batch without any long clip has one random clip flagged longer,
+        as LAION-CLAP and transformers do, so the fusion layers keep training on clip-length data.
+        """
+        cfg = self.frontend_config
+        waves = list(waveforms.unbind(0)) if isinstance(waveforms, torch.Tensor) else list(waveforms)
+        if choose is None:
+            choose = random_start() if self.training else middle_start
+        feats, is_longer = fusion_batch(waves, self.frontend, cfg.num_samples, cfg.num_frames, cfg.padding, choose)
+        if self.training and not bool(is_longer.any()) and len(waves):
+            is_longer = is_longer.clone()
+            is_longer[int(torch.randint(len(waves), (1,)))] = True
+        return feats, is_longer
+
+    def forward(self, waveforms: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """Pooled HTSAT features (B, hidden) from waveforms at the front end's sample rate.
+
+        waveforms: a (B, T) batch of clip-length audio; fusion models also take a list of 1-D clips of any length.
+        """
+        if self.fusion:
+            feats, is_longer = self.fusion_features(waveforms)
+            return self.backbone(input_features=feats, is_longer=is_longer).pooler_output
+        if not isinstance(waveforms, torch.Tensor):
+            cfg = self.frontend_config
+            waveforms = torch.stack([fit_length(w, cfg.num_samples, cfg.padding) for w in waveforms])
         return self.backbone(input_features=self.features(waveforms)).pooler_output
+

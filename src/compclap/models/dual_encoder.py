@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compclap.audio.io import load_audio
-from compclap.audio.transforms import crop_or_pad
+from compclap.audio.fusion import fit_length
 from compclap.models.audio import HTSATAudioEncoder
 from compclap.models.heads import ProjectionHead
 from compclap.models.text import HFTextEncoder
@@ -29,44 +29,72 @@ class CLAPDualEncoder(nn.Module):
         text: nn.Module | None = None,
         embed_dim: int = 512,
         projection_activation: str = "relu",
+        projection_style: str = "laion",
         logit_scale_init: float = 1 / 0.07,
         max_logit_scale: float = 100.0,
         hf_pretrained: str | None = None,
+        pretrained: str | None = None,
+        pretrained_tokenizer: str | None = None,
         audio_trainable_blocks: int | None = None,
         text_trainable_blocks: int | None = None,
     ) -> None:
         """Build the model.
 
         Args:
-            audio: audio tower (e.g. HTSATAudioEncoder); ignored when `hf_pretrained` is given.
-            text: text tower (e.g. HFTextEncoder); ignored when `hf_pretrained` is given.
+            audio: audio tower (HTSATAudioEncoder, CNN14AudioEncoder); ignored when initialising from a checkpoint.
+            text: text tower (e.g. HFTextEncoder); ignored when initialising from a checkpoint.
             embed_dim: size of the joint embedding space.
             projection_activation: activation between the two linear layers of each head (relu or gelu).
+            projection_style: "laion" (linear-act-linear) or "msclap" (residual, LayerNorm, no biases).
             logit_scale_init: initial temperature scale (1/0.07 as in CLIP/CLAP).
             max_logit_scale: the scale is clamped at this value (100).
             hf_pretrained: local Hugging Face ClapModel directory to initialise towers, heads and scale from.
-            audio_trainable_blocks: with `hf_pretrained`: None trains all, 0 freezes, N trains the last N stages.
-            text_trainable_blocks: with `hf_pretrained`: None trains all, 0 freezes, N trains the last N blocks.
+            pretrained: any checkpoint `load_model` reads (compclap .ckpt or export directory, Hugging Face
+                directory, LAION-CLAP .pt, MS-CLAP .pth): architecture, front end and weights come from it.
+            pretrained_tokenizer: local tokenizer directory for `pretrained` files that carry none (LAION, MS-CLAP).
+            audio_trainable_blocks: with `hf_pretrained`/`pretrained`: None trains all, 0 freezes, N trains the last N.
+            text_trainable_blocks: with `hf_pretrained`/`pretrained`: None trains all, 0 freezes, N trains the last N.
         """
         super().__init__()
-        hf_state = None
+        source: CLAPDualEncoder | None = None
+        if hf_pretrained is not None and pretrained is not None:
+            raise ValueError("give either `hf_pretrained` or `pretrained`, not both")
         if hf_pretrained is not None:
-            audio, text, embed_dim, projection_activation, hf_state = _towers_from_hf_clap(
-                hf_pretrained, audio_trainable_blocks, text_trainable_blocks)
+            source = from_hf_clap_dir(hf_pretrained, tokenizer=pretrained_tokenizer)
+        elif pretrained is not None:
+            from compclap.models.loading import load_model
+
+            source = load_model(pretrained, tokenizer=pretrained_tokenizer)
+        if source is not None:
+            audio, text = source.audio, source.text
+            embed_dim, projection_activation = source.embed_dim, source.projection_activation
+            projection_style, max_logit_scale = source.projection_style, source.max_logit_scale
+            audio.set_trainable_blocks(audio_trainable_blocks)
+            text.set_trainable_blocks(text_trainable_blocks)
         if audio is None or text is None:
-            raise ValueError("CLAPDualEncoder needs both `audio` and `text` towers, or `hf_pretrained`")
+            raise ValueError("CLAPDualEncoder needs both `audio` and `text` towers, or `hf_pretrained` / `pretrained`")
         self.audio = audio
         self.text = text
-        self.audio_projection = ProjectionHead(audio.output_dim, embed_dim, projection_activation)
-        self.text_projection = ProjectionHead(text.output_dim, embed_dim, projection_activation)
+        self.audio_projection = ProjectionHead(audio.output_dim, embed_dim, projection_activation, projection_style)
+        self.text_projection = ProjectionHead(text.output_dim, embed_dim, projection_activation, projection_style)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale_init)))
         self.max_logit_scale = max_logit_scale
         self.embed_dim = embed_dim
-        if hf_state is not None:
+        self.projection_activation = projection_activation
+        self.projection_style = projection_style
+        if source is not None:
             for name in ("audio_projection", "text_projection"):
-                getattr(self, name).load_state_dict(hf_state[name])
+                getattr(self, name).load_state_dict(getattr(source, name).state_dict())
             with torch.no_grad():
-                self.logit_scale.copy_(hf_state["logit_scale"])
+                self.logit_scale.copy_(source.logit_scale)
+        self.train()
+
+    def spec(self, tokenizer: str | None = None) -> dict:
+        """Class path and init arguments that rebuild this architecture (random weights); see models/specs.py."""
+        return {"class_path": "compclap.models.CLAPDualEncoder",
+                "init_args": {"audio": self.audio.spec(), "text": self.text.spec(tokenizer),
+                              "embed_dim": self.embed_dim, "projection_activation": self.projection_activation,
+                              "projection_style": self.projection_style, "max_logit_scale": self.max_logit_scale}}
 
     @property
     def frontend_config(self):
@@ -98,15 +126,21 @@ class CLAPDualEncoder(nn.Module):
     @torch.no_grad()
     def embed_audio(self, items: Sequence[str | os.PathLike | np.ndarray | torch.Tensor],
                     sample_rate: int | None = None, batch_size: int = 32) -> torch.Tensor:
-        """Embed audio files or 1-D float arrays (at `sample_rate`, default the model's); returns (N, D) on CPU."""
+        """Embed audio files or 1-D float arrays (at `sample_rate`, default the model's); returns (N, D) on CPU.
+
+        Clips are fitted to the model's clip length (head crop, or the front end's padding); fusion models
+        see the whole of a longer clip instead (whole-clip spectrogram plus three chunks).
+        """
         cfg = self.frontend_config
+        fusion = bool(getattr(self.audio, "fusion", False))
         was_training = self.training
         self.eval()
         try:
             out = []
             for start in range(0, len(items), batch_size):
-                waves = [self._prepare_wave(item, sample_rate) for item in items[start:start + batch_size]]
-                batch = torch.from_numpy(np.stack([crop_or_pad(w, cfg.num_samples) for w in waves])).to(self.device)
+                waves = [torch.from_numpy(self._prepare_wave(item, sample_rate)).to(self.device)
+                         for item in items[start:start + batch_size]]
+                batch = waves if fusion else torch.stack([fit_length(w, cfg.num_samples, cfg.padding) for w in waves])
                 out.append(self.encode_audio(batch).float().cpu())
             return torch.cat(out) if out else torch.empty(0, self.embed_dim)
         finally:
@@ -122,7 +156,7 @@ class CLAPDualEncoder(nn.Module):
         wave = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
         if wave.ndim != 1:
             raise ValueError(f"audio arrays must be 1-D (mono), got shape {wave.shape}")
-        return resample(wave.astype(np.float32), sample_rate or target, target)
+        return np.ascontiguousarray(resample(wave.astype(np.float32), sample_rate or target, target))
 
     @torch.no_grad()
     def embed_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
@@ -137,34 +171,62 @@ class CLAPDualEncoder(nn.Module):
             self.train(was_training)
 
 
-def _towers_from_hf_clap(path: str, audio_trainable_blocks: int | None, text_trainable_blocks: int | None):
-    """Towers, joint size, activation and head/scale weights from a local Hugging Face ClapModel directory."""
+def from_hf_clap_dir(path: str | os.PathLike, tokenizer: str | None = None) -> CLAPDualEncoder:
+    """A dual encoder from a local Hugging Face ClapModel directory (unfused or fused); train mode.
+
+    `tokenizer` overrides the tokenizer files in the directory.
+    """
     from transformers import ClapModel
 
-    if not Path(path, "config.json").is_file():
+    path = Path(path)
+    if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a Hugging Face ClapModel directory (no config.json)")
-    clap = ClapModel.from_pretrained(path, local_files_only=True)
-    frontend = _frontend_from_preprocessor(Path(path))
-    audio = HTSATAudioEncoder(backbone=clap.audio_model, trainable_blocks=audio_trainable_blocks, **frontend)
-    text = HFTextEncoder(tokenizer=path, backbone=clap.text_model, pooling="pooler",
-                         trainable_blocks=text_trainable_blocks)
-    state = {"audio_projection": clap.audio_projection.state_dict(),
-             "text_projection": clap.text_projection.state_dict(),
-             # LAION trains with logit_scale_a alone; logit_scale_t is unused by its loss.
-             "logit_scale": clap.logit_scale_a.detach().clone()}
-    return audio, text, clap.config.projection_dim, clap.config.projection_hidden_act, state
+    clap = ClapModel.from_pretrained(str(path), local_files_only=True)
+    frontend = frontend_from_preprocessor(path, fusion=bool(clap.config.audio_config.enable_fusion))
+    return from_clap_model(clap, tokenizer=str(tokenizer or path), frontend=frontend)
 
 
-def _frontend_from_preprocessor(path: Path) -> dict:
-    """Front-end keyword arguments from a saved ClapFeatureExtractor config (defaults when absent)."""
-    pre = path / "preprocessor_config.json"
-    if not pre.is_file():
-        return {}
-    cfg = json.loads(pre.read_text())
-    truncation = cfg.get("truncation", "rand_trunc")
-    if truncation == "fusion":
-        raise NotImplementedError(f"{path} uses fusion truncation, which this front end does not support yet")
-    return {"sample_rate": cfg.get("sampling_rate", 48_000), "clip_seconds": float(cfg.get("max_length_s", 10)),
-            "n_fft": cfg.get("fft_window_size", 1024), "hop_length": cfg.get("hop_length", 480),
-            "f_min": float(cfg.get("frequency_min", 50)), "f_max": float(cfg.get("frequency_max", 14_000)),
-            "mel_scale": "slaney"}
+def from_clap_model(clap, tokenizer: str, frontend: dict | None = None, max_length: int = 77) -> CLAPDualEncoder:
+    """Wrap an in-memory transformers ClapModel: its towers, heads and logit_scale_a (LAION trains with it alone)."""
+    audio = HTSATAudioEncoder(backbone=clap.audio_model, **(frontend or {}))
+    text = HFTextEncoder(tokenizer=tokenizer, backbone=clap.text_model, pooling="pooler", max_length=max_length)
+    model = CLAPDualEncoder(audio, text, embed_dim=clap.config.projection_dim,
+                            projection_activation=clap.config.projection_hidden_act)
+    model.audio_projection.load_state_dict(clap.audio_projection.state_dict())
+    model.text_projection.load_state_dict(clap.text_projection.state_dict())
+    with torch.no_grad():
+        model.logit_scale.copy_(clap.logit_scale_a.detach())
+    return model
+
+
+# Extra key compclap writes into preprocessor_config.json: front-end settings ClapFeatureExtractor cannot express.
+COMPCLAP_FRONTEND_KEY = "compclap_frontend"
+
+
+def frontend_from_preprocessor(path: Path, fusion: bool = False) -> dict:
+    """Front-end keyword arguments from a saved ClapFeatureExtractor config (defaults when absent).
+
+    The mel filters follow the model, as in LAION-CLAP: HTK without norm for fusion models, slaney otherwise
+    (whatever `truncation` the saved extractor names).
+    """
+    mel_scale = "htk" if fusion else "slaney"
+    pre, cfg = Path(path) / "preprocessor_config.json", {}
+    if pre.is_file():
+        cfg = json.loads(pre.read_text())
+    elif (Path(path) / "processor_config.json").is_file():  # transformers 5 nests the parts in one file
+        pre = Path(path) / "processor_config.json"
+        cfg = json.loads(pre.read_text()).get("feature_extractor") or {}
+    if not cfg:
+        return {"mel_scale": mel_scale}
+    truncation = cfg.get("truncation", "fusion")
+    if truncation not in ("fusion", "rand_trunc"):
+        raise NotImplementedError(f"{pre}: truncation {truncation!r} is not supported (fusion or rand_trunc)")
+    padding = cfg.get("padding", "repeatpad")
+    if padding not in ("repeatpad", "repeat"):
+        raise NotImplementedError(f"{pre}: padding {padding!r} is not supported (repeatpad or repeat)")
+    out = {"sample_rate": cfg.get("sampling_rate", 48_000), "clip_seconds": float(cfg.get("max_length_s", 10)),
+           "n_fft": cfg.get("fft_window_size", 1024), "hop_length": cfg.get("hop_length", 480),
+           "f_min": float(cfg.get("frequency_min", 0)), "f_max": float(cfg.get("frequency_max", 14_000)),
+           "mel_scale": mel_scale, "padding": padding}
+    out.update(cfg.get(COMPCLAP_FRONTEND_KEY) or {})
+    return out

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from compclap.models.freezing import freeze_all_but_last
+from compclap.models.specs import config_kwargs
 from compclap.text.tokenizer import load_tokenizer
 
 POOLINGS = ("auto", "pooler", "cls", "eos", "mean")
@@ -91,9 +92,25 @@ class HFTextEncoder(nn.Module):
         self.max_length = max_length
         self.output_dim = self.backbone.config.hidden_size if hasattr(self.backbone.config, "hidden_size") \
             else self.backbone.config.d_model
-        if trainable_blocks is not None:
+        self.trainable_blocks = None
+        self.set_trainable_blocks(trainable_blocks)
+
+    def set_trainable_blocks(self, trainable_blocks: int | None) -> None:
+        """None trains everything, 0 freezes the tower, N trains only the last N blocks."""
+        if trainable_blocks is None:
+            if self.trainable_blocks is not None:
+                self.backbone.requires_grad_(True)
+        else:
             blocks, tail = _blocks(self.backbone)
             freeze_all_but_last(self.backbone, blocks, trainable_blocks, always_trainable=tail)
+        self.trainable_blocks = trainable_blocks
+
+    def spec(self, tokenizer: str | None = None) -> dict[str, Any]:
+        """Class path and init arguments that rebuild this tower (random weights); `tokenizer` replaces the path."""
+        config = {"model_type": self.backbone.config.model_type, **config_kwargs(self.backbone.config)}
+        return {"class_path": "compclap.models.text.HFTextEncoder",
+                "init_args": {"tokenizer": str(tokenizer if tokenizer is not None else self.tokenizer_path),
+                              "config": config, "pooling": self.pooling, "max_length": self.max_length}}
 
     def _resolve_pooling(self, pooling: str) -> str:
         """Pick the pooling that matches the architecture when `auto`."""
