@@ -32,6 +32,10 @@ class CompClapModule(L.LightningModule):
         init_from: str | None = None,
         compa_csvs: dict[str, str] | None = None,
         eval_chunk_size: int = 1024,
+        lr_multipliers: dict[str, float] | None = None,
+        layer_decay: float | None = None,
+        activation_checkpointing: bool = False,
+        compile: bool = False,
     ) -> None:
         """Configure training.
 
@@ -49,6 +53,11 @@ class CompClapModule(L.LightningModule):
                 MS-CLAP .pth whose architecture matches the model.
             compa_csvs: CompA-style CSVs scored at the end of `test`, e.g. {"order": path, "attribute": path}.
             eval_chunk_size: queries per chunk when computing retrieval metrics.
+            lr_multipliers: learning-rate scale per part, keys "audio", "text" (the towers) and "heads"
+                (projections, temperature, loss parameters); e.g. {"audio": 0.1, "text": 0.1} for pretrained towers.
+            layer_decay: layer-wise decay inside each tower (top block x1, each block below x layer_decay).
+            activation_checkpointing: recompute the towers' block activations in backward (less memory, ~30% slower).
+            compile: torch.compile the two towers (in place, so checkpoint keys do not change).
         """
         super().__init__()
         from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
@@ -60,6 +69,17 @@ class CompClapModule(L.LightningModule):
         self.loss = loss if loss is not None else ContrastiveLoss()
         if scheduler not in ("cosine", "constant"):
             raise ValueError(f"scheduler must be 'cosine' or 'constant', got {scheduler!r}")
+        if lr_multipliers is not None and not set(lr_multipliers) <= {"audio", "text", "heads"}:
+            raise ValueError(f"lr_multipliers keys must be among audio, text, heads; got {sorted(lr_multipliers)}")
+        if layer_decay is not None and not 0 < layer_decay <= 1:
+            raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
+        if activation_checkpointing:
+            from compclap.models.training_aids import enable_activation_checkpointing
+
+            enable_activation_checkpointing(self.model)
+        if compile:
+            self.model.audio.compile()
+            self.model.text.compile()
         self._eval_outputs: list[dict[str, torch.Tensor]] = []
         if init_from is not None:
             self.load_weights(init_from)
@@ -218,16 +238,29 @@ class CompClapModule(L.LightningModule):
                 "text_embeds": self.model.encode_text(batch["captions"]).cpu() if batch["captions"] else None}
 
     # ----------------------------------------------------------------- optimisation
-    def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW with decay on matrices only, linear warm-up then cosine or constant."""
-        decay, no_decay = [], []
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """AdamW groups: decay on matrices only; lr scaled per part (lr_multipliers) and per layer (layer_decay)."""
+        mult = {"audio": 1.0, "text": 1.0, "heads": 1.0, **(self.hparams.lr_multipliers or {})}
+        layer_scale: dict[int, float] = {}
+        if self.hparams.layer_decay is not None:
+            from compclap.models.training_aids import layer_lr_scales
+
+            for tower in (self.model.audio, self.model.text):
+                layer_scale.update(layer_lr_scales(tower, self.hparams.layer_decay))
+        groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            (decay if p.ndim >= 2 else no_decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+            part = "audio" if name.startswith("model.audio.") else "text" if name.startswith("model.text.") else "heads"
+            scale = mult[part] * layer_scale.get(id(p), 1.0)
+            wd = self.hparams.weight_decay if p.ndim >= 2 else 0.0
+            groups.setdefault((scale, wd), []).append(p)
+        return [{"params": ps, "lr": self.hparams.lr * scale, "weight_decay": wd}
+                for (scale, wd), ps in sorted(groups.items(), key=lambda kv: kv[0])]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW, linear warm-up then cosine or constant (the schedule scales every group's own lr)."""
+        opt = torch.optim.AdamW(self._param_groups(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup, kind, floor = self.hparams.warmup_steps, self.hparams.scheduler, self.hparams.min_lr_ratio
 

@@ -95,12 +95,17 @@ class HTSATAudioEncoder(nn.Module):
         self.trainable_blocks = None
         self.set_trainable_blocks(trainable_blocks)
 
+    def block_structure(self) -> tuple[list[nn.Module], list[nn.Module]]:
+        """The HTSAT stages in order, and the modules after them (the final norm)."""
+        encoder = self.backbone.audio_encoder
+        return list(encoder.layers), [encoder.norm]
+
     def set_trainable_blocks(self, trainable_blocks: int | None) -> None:
         """None trains everything, 0 freezes the tower, N trains only the last N HTSAT stages (and the final norm)."""
-        encoder = self.backbone.audio_encoder
         if trainable_blocks is None and self.trainable_blocks is not None:
             self.backbone.requires_grad_(True)
-        freeze_all_but_last(self.backbone, encoder.layers, trainable_blocks, always_trainable=[encoder.norm])
+        blocks, tail = self.block_structure()
+        freeze_all_but_last(self.backbone, blocks, trainable_blocks, always_trainable=tail)
         self.trainable_blocks = trainable_blocks
 
     def spec(self) -> dict[str, Any]:

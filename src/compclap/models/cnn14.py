@@ -102,11 +102,16 @@ class CNN14AudioEncoder(nn.Module):
         """The six conv blocks in order."""
         return [getattr(self, f"conv_block{i}") for i in range(1, 7)]
 
+    def block_structure(self) -> tuple[list[nn.Module], list[nn.Module]]:
+        """The conv blocks in order, and the modules after them (fc1)."""
+        return self.blocks, [self.fc1]
+
     def set_trainable_blocks(self, trainable_blocks: int | None) -> None:
         """None trains everything, 0 freezes the tower, N trains only the last N conv blocks (and fc1)."""
         if trainable_blocks is None and self.trainable_blocks is not None:
             self.requires_grad_(True)
-        freeze_all_but_last(self, self.blocks, trainable_blocks, always_trainable=[self.fc1])
+        blocks, tail = self.block_structure()
+        freeze_all_but_last(self, blocks, trainable_blocks, always_trainable=tail)
         self.trainable_blocks = trainable_blocks
 
     def spec(self) -> dict[str, Any]:

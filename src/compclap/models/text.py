@@ -95,13 +95,17 @@ class HFTextEncoder(nn.Module):
         self.trainable_blocks = None
         self.set_trainable_blocks(trainable_blocks)
 
+    def block_structure(self) -> tuple[list[nn.Module], list[nn.Module]]:
+        """The transformer blocks in order, and the modules after them (final norm, pooler)."""
+        return _blocks(self.backbone)
+
     def set_trainable_blocks(self, trainable_blocks: int | None) -> None:
         """None trains everything, 0 freezes the tower, N trains only the last N blocks."""
         if trainable_blocks is None:
             if self.trainable_blocks is not None:
                 self.backbone.requires_grad_(True)
         else:
-            blocks, tail = _blocks(self.backbone)
+            blocks, tail = self.block_structure()
             freeze_all_but_last(self.backbone, blocks, trainable_blocks, always_trainable=tail)
         self.trainable_blocks = trainable_blocks
 
