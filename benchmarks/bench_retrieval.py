@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,20 +23,10 @@ import torch
 
 from compclap.eval.retrieval import retrieval_metrics
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import reset_peak as _reset_peak  # noqa: E402
+from _common import status_kib as _status_kib  # noqa: E402
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not found in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 def _random_unit_rows(n: int, dim: int, generator: torch.Generator, block: int = 8192) -> torch.Tensor:
