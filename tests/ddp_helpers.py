@@ -33,3 +33,18 @@ def run_ddp(fn: Callable, world: int = 2, args: tuple = ()) -> list:
     with tempfile.TemporaryDirectory() as out_dir:
         mp.spawn(_worker, args=(world, _free_port(), fn, args, out_dir), nprocs=world, join=True)
         return [torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=False) for r in range(world)]
+
+
+class LinearTowers(torch.nn.Module):
+    """Two seeded linear 'towers' (5 -> 4): audio features, and text features for positives and negatives."""
+
+    def __init__(self) -> None:
+        """Deterministic weights (seed 0)."""
+        super().__init__()
+        torch.manual_seed(0)
+        self.audio, self.text = torch.nn.Linear(5, 4), torch.nn.Linear(5, 4)
+
+    def forward(self, x, y, z):
+        """Normalised audio embeddings of x, text embeddings of y (positives) and z (negatives)."""
+        norm = torch.nn.functional.normalize
+        return norm(self.audio(x), dim=-1), norm(self.text(y), dim=-1), norm(self.text(z), dim=-1)

@@ -3,11 +3,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from compclap.losses import HardNegativeContrastiveLoss
-from ddp_helpers import run_ddp
+from ddp_helpers import LinearTowers, run_ddp
 
 
 def _reference(a, t, negs, scale):
@@ -102,17 +101,6 @@ def test_mask_shape_errors():
         HardNegativeContrastiveLoss()(a, t, torch.tensor(1.0), negative_embeds=emb, negative_mask=mask[:, :1])
 
 
-class _Towers(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.audio, self.text = nn.Linear(5, 4), nn.Linear(5, 4)
-
-    def forward(self, x, y, z):
-        return (F.normalize(self.audio(x), dim=-1), F.normalize(self.text(y), dim=-1),
-                F.normalize(self.text(z), dim=-1))
-
-
 def _ddp_data():
     g = torch.Generator().manual_seed(3)
     return torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g), torch.randn(8, 3, 5, generator=g)
@@ -133,12 +121,12 @@ def _step(model, x, y, z, mask):
 def _ddp_rank(rank, world):
     x, y, z = _ddp_data()
     sl = slice(rank * 4, rank * 4 + 4)
-    return _step(DistributedDataParallel(_Towers()), x[sl], y[sl], z[sl], MASK[sl])
+    return _step(DistributedDataParallel(LinearTowers()), x[sl], y[sl], z[sl], MASK[sl])
 
 
 def test_ddp_two_processes_equal_single_process():
     x, y, z = _ddp_data()
-    ref_loss, ref_grads = _step(_Towers(), x, y, z, MASK)
+    ref_loss, ref_grads = _step(LinearTowers(), x, y, z, MASK)
     results = run_ddp(_ddp_rank, world=2)
     torch.testing.assert_close(torch.stack([r[0] for r in results]).mean(), ref_loss, atol=1e-6, rtol=1e-6)
     for _, grads in results:

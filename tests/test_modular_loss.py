@@ -3,11 +3,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from compclap.losses import ModularContrastiveLoss
-from ddp_helpers import run_ddp
+from ddp_helpers import LinearTowers, run_ddp
 
 
 def _reference(audio, positives, negatives, scale):
@@ -73,17 +72,6 @@ def test_owner_length_mismatch_is_an_error():
         ModularContrastiveLoss()(audio, text, torch.tensor(1.0), text_owner=owner[:-1])
 
 
-class _Towers(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.audio, self.text = nn.Linear(5, 4), nn.Linear(5, 4)
-
-    def forward(self, x, y, z):
-        return (F.normalize(self.audio(x), dim=-1), F.normalize(self.text(y), dim=-1),
-                F.normalize(self.text(z), dim=-1))
-
-
 # 6 clips; rank 0 gets clips 0-2 (5 positives), rank 1 clips 3-5 (3 positives): unequal counts per rank.
 OWNER = torch.tensor([0, 0, 1, 2, 2, 3, 4, 5])
 SPLIT_TEXT = [slice(0, 5), slice(5, 8)]
@@ -107,12 +95,12 @@ def _ddp_rank(rank, world):
     x, y, z = _data()
     clips = slice(3 * rank, 3 * rank + 3)
     ts = SPLIT_TEXT[rank]
-    return _step(DistributedDataParallel(_Towers()), x[clips], y[ts], z[clips], OWNER[ts] - 3 * rank, NEG_MASK[clips])
+    return _step(DistributedDataParallel(LinearTowers()), x[clips], y[ts], z[clips], OWNER[ts] - 3 * rank, NEG_MASK[clips])
 
 
 def test_ddp_two_processes_equal_single_process():
     x, y, z = _data()
-    ref_loss, ref_grads = _step(_Towers(), x, y, z, OWNER, NEG_MASK)
+    ref_loss, ref_grads = _step(LinearTowers(), x, y, z, OWNER, NEG_MASK)
     results = run_ddp(_ddp_rank, world=2)
     torch.testing.assert_close(torch.stack([r[0] for r in results]).mean(), ref_loss, atol=1e-6, rtol=1e-6)
     for _, grads in results:
