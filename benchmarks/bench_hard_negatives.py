@@ -15,8 +15,9 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
-DEFAULT_INPUT = "/work/shared/data/audiocaps/train.csv"
+DEFAULT_INPUT = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "audiocaps" / "train.csv")
 
 
 def main(argv: list[str] | None = None) -> dict:

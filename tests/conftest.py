@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+# The project's shared data (AudioCaps captions, the hard-negative dev set) sits beside the checkout.
+SHARED_DATA = Path(os.environ.get("COMPCLAP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 TINY_AUDIO = dict(spec_size=64, num_mel_bins=16, depths=[1, 1], num_attention_heads=[1, 2],
                   patch_embeds_hidden_size=8, window_size=4)

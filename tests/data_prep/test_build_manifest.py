@@ -12,9 +12,10 @@ import pytest
 import soundfile as sf
 
 from compclap.data.manifest_builder import build_manifest, detect_format, read_caption_csv
+from conftest import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[2]
-VAL_CSV = Path("/work/shared/data/audiocaps/val.csv")
+VAL_CSV = SHARED_DATA / "audiocaps" / "val.csv"
 
 
 def _load_cli():

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from compclap.text.negatives import HardNegativeRewriter, normalize
+from conftest import SHARED_DATA
 
-DEV = Path(os.environ.get("COMPCLAP_NEGATIVES_DEV", "/work/shared/data/negatives/dev.jsonl"))
+DEV = Path(os.environ.get("COMPCLAP_NEGATIVES_DEV", SHARED_DATA / "negatives" / "dev.jsonl"))
 _SAME_AS_THEN = re.compile(r"\b(?:and then|then|followed by|before)\b")
 
 
