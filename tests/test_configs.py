@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning as L
 import pytest
 import yaml
 
 from compclap.cli import CompClapCLI
-from compclap.data.datamodule import ManifestDataModule
 from compclap.lit_module import CompClapModule
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -26,7 +26,7 @@ class _ParseOnly(CompClapCLI):
 def test_every_config_parses(path):
     assert yaml.safe_load(path.read_text()), f"{path} is empty"
     configs = [CONF / "fit.yaml"] if path.name == "fit.yaml" else [CONF / "fit.yaml", path]
-    cli = _ParseOnly(CompClapModule, ManifestDataModule, run=False,
+    cli = _ParseOnly(CompClapModule, L.LightningDataModule, subclass_mode_data=True, run=False,
                      args=[a for c in configs for a in ("--config", str(c))])
     assert cli.config.model.model.class_path == "compclap.models.CLAPDualEncoder"
     assert cli.config.model.loss.class_path.startswith("compclap.losses.")
@@ -36,5 +36,5 @@ def test_a_wrong_key_is_rejected(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  learning_rate: 0.1\n")
     with pytest.raises(SystemExit):
-        _ParseOnly(CompClapModule, ManifestDataModule, run=False, args=["--config", str(CONF / "fit.yaml"),
+        _ParseOnly(CompClapModule, L.LightningDataModule, subclass_mode_data=True, run=False, args=["--config", str(CONF / "fit.yaml"),
                                                                         "--config", str(bad)])

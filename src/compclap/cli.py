@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
-from compclap.data.datamodule import ManifestDataModule
 from compclap.lit_module import CompClapModule
 
 
@@ -17,9 +17,15 @@ class CompClapCLI(LightningCLI):
         """Link data preprocessing to the model and add --run_dir."""
         parser.add_argument("--run_dir", type=str, default="checkpoints/run",
                             help="Folder for this run's TensorBoard logs and checkpoints (last.ckpt for resume).")
-        parser.link_arguments("model", "data.sample_rate",
+        data = "data"
+        if self.subclass_mode_data:
+            # `data` is any LightningDataModule chosen by class_path (compclap.data.shards.ShardDataModule streams
+            # webdataset shards); a config without one gets a ManifestDataModule, so manifest configs stay as they are.
+            parser.set_defaults({"data": {"class_path": "compclap.data.datamodule.ManifestDataModule"}})
+            data = "data.init_args"
+        parser.link_arguments("model", f"{data}.sample_rate",
                               compute_fn=lambda m: m.model.frontend_config.sample_rate, apply_on="instantiate")
-        parser.link_arguments("model", "data.clip_seconds",
+        parser.link_arguments("model", f"{data}.clip_seconds",
                               compute_fn=lambda m: m.model.frontend_config.clip_seconds, apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
@@ -55,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     if args and args[0] in EXTRA_COMMANDS:
         module, func = EXTRA_COMMANDS[args[0]].split(":")
         raise SystemExit(getattr(importlib.import_module(module), func)(args[1:]))
-    CompClapCLI(CompClapModule, ManifestDataModule, args=argv, save_config_kwargs={"overwrite": True})
+    CompClapCLI(CompClapModule, L.LightningDataModule, subclass_mode_data=True, args=argv,
+                save_config_kwargs={"overwrite": True})
 
 
 if __name__ == "__main__":

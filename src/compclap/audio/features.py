@@ -88,6 +88,9 @@ class LogMelSpectrogram(nn.Module):
         self.register_buffer("window", torch.hann_window(config.n_fft, periodic=True, dtype=torch.float64),
                              persistent=False)
         self.register_buffer("mel_fb", torch.from_numpy(mel_filterbank(config)), persistent=False)
+        # STFT bins that some mel filter covers (the others have zero weight and are never computed with).
+        used = torch.nonzero(self.mel_fb.abs().sum(dim=1)).flatten().tolist()
+        self._bins = (used[0], used[-1] + 1) if used else (0, self.mel_fb.shape[0])
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         """Compute the log-mel spectrogram of a batch of equal-length mono waveforms."""
@@ -99,9 +102,17 @@ class LogMelSpectrogram(nn.Module):
             wave = waveforms.to(dtype)
             if self.config.quantize_int16:
                 wave = quantize_int16(wave.float()).to(dtype)
-            spec = torch.stft(wave, n_fft=self.config.n_fft, hop_length=self.config.hop_length,
-                              window=self.window.to(dtype), center=True, pad_mode="reflect",
-                              return_complex=True)
-            power = spec.real.square() + spec.imag.square()  # (B, F, frames)
-            mel = torch.matmul(power.transpose(1, 2), self.mel_fb.to(dtype))  # (B, frames, n_mels)
+            lo, hi = self._bins
+            window, mel_fb = self.window.to(dtype), self.mel_fb[lo:hi].to(dtype)
+            # On CPU a few clips at a time keep the spectrogram in cache (3-4x faster than one batched STFT);
+            # accelerators take the batch at once.
+            step = (1 << 19) // max(1, wave.shape[1]) if wave.device.type == "cpu" else len(wave)
+            mels = []
+            for part in wave.split(max(1, step)):
+                spec = torch.stft(part, n_fft=self.config.n_fft, hop_length=self.config.hop_length, window=window,
+                                  center=True, pad_mode="reflect", return_complex=True)[:, lo:hi]
+                squares = torch.view_as_real(spec).square()  # contiguous: ~3x faster than squaring .real and .imag
+                power = squares[..., 0] + squares[..., 1]  # (b, bins, frames)
+                mels.append(torch.matmul(power.transpose(1, 2), mel_fb))  # (b, frames, n_mels)
+            mel = torch.cat(mels) if len(mels) > 1 else mels[0]
             return (10.0 * torch.log10(mel.clamp_min(1e-10))).float()
