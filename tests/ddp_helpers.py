@@ -24,15 +24,27 @@ def _worker(rank: int, world: int, port: int, fn: Callable, args: tuple, out_dir
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         torch.save(fn(rank, world, *args), Path(out_dir) / f"rank{rank}.pt")
+        dist.barrier()  # nobody tears the group down while a peer still talks to it
     finally:
         dist.destroy_process_group()
 
 
-def run_ddp(fn: Callable, world: int = 2, args: tuple = ()) -> list:
-    """Spawn `world` processes running fn(rank, world, *args) under gloo; return their results in rank order."""
-    with tempfile.TemporaryDirectory() as out_dir:
-        mp.spawn(_worker, args=(world, _free_port(), fn, args, out_dir), nprocs=world, join=True)
-        return [torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=False) for r in range(world)]
+def run_ddp(fn: Callable, world: int = 2, args: tuple = (), attempts: int = 2) -> list:
+    """Spawn `world` processes running fn(rank, world, *args) under gloo; return their results in rank order.
+
+    A launch that dies (e.g. the chosen port was taken meanwhile) is retried once on a new port; results are
+    only compared by the caller, so a retry cannot hide a wrong number.
+    """
+    for attempt in range(attempts):
+        with tempfile.TemporaryDirectory() as out_dir:
+            try:
+                mp.spawn(_worker, args=(world, _free_port(), fn, args, out_dir), nprocs=world, join=True)
+            except mp.ProcessExitedException:
+                if attempt + 1 == attempts:
+                    raise
+                continue
+            return [torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=False) for r in range(world)]
+    raise AssertionError("unreachable")
 
 
 class LinearTowers(torch.nn.Module):

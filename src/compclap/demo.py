@@ -65,6 +65,40 @@ def _write_compositions(world: Path, seed: int) -> Path:
     return out / "train.jsonl"
 
 
+def _write_prolap_manifest(world: Path, seed: int) -> Path:
+    """ProLAP's training clips: the demo world's own clips (their captions) plus the composed clips (their full
+    and sub-expression captions, which give the caption hierarchy), paths relative to the world (once)."""
+    out = world / "prolap_train.jsonl"
+    if out.is_file():
+        return out
+    from compclap.data.manifest import read_manifest, write_manifest
+
+    records = read_manifest(world / "train.jsonl") + read_manifest(_write_compositions(world, seed))
+    for rec in records:
+        rec["audio"] = str(Path(rec["audio"]).relative_to(world.resolve()))
+    write_manifest(records, out)
+    return out
+
+
+def _write_eval_compositions(world: Path, seed: int) -> Path:
+    """Held-out compositions (another random stream than training) whose (sub-expression caption, full caption)
+    pairs test ProLAP's inclusion of general in specific captions (once)."""
+    out = world / "composed_test"
+    if (out / "test.jsonl").is_file():
+        return out / "test.jsonl"
+    from compclap.data.composer import ComposeConfig, compose
+
+    compose(ComposeConfig(events=str(world / "events.jsonl"), out=str(out), num=150, seed=seed, name="test",
+                          overlay_db=None, peak=None, max_seconds=4.0, pad=True))
+    return out / "test.jsonl"
+
+
+def _event_phrases(world: Path) -> list[str]:
+    """The most general captions of the demo world: one bare phrase per event type ("a beep")."""
+    meta = json.loads((world / "meta.json").read_text())
+    return [phrase[:1].upper() + phrase[1:] for phrase in (meta.get("event_types") or {}).values()]
+
+
 def _fit(stage: str, config: Path, run_dir: Path, world: Path, max_epochs: int | None,
          train_manifest: Path, init_from: Path | None = None) -> Path:
     """Train one stage through the `compclap fit` CLI.
@@ -115,15 +149,23 @@ def main(argv: list[str] | None = None) -> None:
     checkpoints["+modular"] = _fit("modular", REPO / "conf" / "experiment" / "demo_modular.yaml",
                                    args.runs / "demo_modular", args.world, args.max_epochs,
                                    _write_compositions(args.world, args.seed), init_from=checkpoints["+hard negatives"])
+    # ProLAP, a fourth loss variant: a sibling of the CompA-CLAP stages that also starts from the standard stage.
+    checkpoints["ProLAP"] = _fit("ProLAP", REPO / "conf" / "experiment" / "demo_prolap.yaml",
+                                 args.runs / "demo_prolap", args.world, args.max_epochs,
+                                 _write_prolap_manifest(args.world, args.seed), init_from=checkpoints["standard"])
 
     # The table goes through the evaluation suite (`compclap evaluate`): same metrics, cached embeddings,
     # results.json, report.md with plots and per-row CompA CSVs.
+    from compclap.eval.probabilistic import ProbabilisticBenchmark
     from compclap.eval.report import summary_table
     from compclap.eval.runner import CompaBenchmark, ModelSpec, RetrievalBenchmark, run_suite
 
     benchmarks = [RetrievalBenchmark.from_manifest(args.world / "test.jsonl", name="retrieval"),
                   CompaBenchmark("compa_order", args.world / "compa_order.csv"),
-                  CompaBenchmark("compa_attribute", args.world / "compa_attribute.csv")]
+                  CompaBenchmark("compa_attribute", args.world / "compa_attribute.csv"),
+                  ProbabilisticBenchmark.from_manifests(args.world / "test.jsonl",
+                                                        _write_eval_compositions(args.world, args.seed),
+                                                        name="prolap", extra_captions=_event_phrases(args.world))]
     first = next(iter(checkpoints.values()))
     models = [ModelSpec("untrained (same init)", model=_untrained_like(first))]
     models += [ModelSpec(name, path=str(ckpt)) for name, ckpt in checkpoints.items()]
@@ -132,10 +174,26 @@ def main(argv: list[str] | None = None) -> None:
                                     "attribute benchmarks.", fresh=True, progress=False)
     table = summary_table(payload)
     print("\n" + table + "\n")
+    _print_prolap(payload)
     print(f"[demo] checkpoints: " + ", ".join(str(c) for c in checkpoints.values()))
     print(f"[demo] TensorBoard logs: tensorboard --logdir {args.runs}")
     print(f"[demo] report: {args.report / 'report.md'}")
     print(f"[demo] total wall time {time.time() - t_start:.0f} s")
+
+
+def _print_prolap(payload: dict) -> None:
+    """The ProLAP-only metrics in one line per probabilistic model."""
+    for name, results in payload["results"].items():
+        res = results.get("prolap") or {}
+        if not res.get("applicable"):
+            continue
+        inc = res.get("inclusion", {})
+        print(f"[demo] {name}: inclusion test passed by {inc.get('pass_rate', float('nan')):.1f}% of "
+              f"{inc.get('n_pairs', 0)} (sub-expression, full caption) pairs; caption length vs uncertainty "
+              f"r = {res['length_uncertainty_r']:.2f} over {res['n_captions_r']} captions "
+              "(ProLAP on AudioCaps: -0.43); "
+              f"t2a R@1 {res['csd']['t2a_R@1']:.1f} by CSD vs {res['cosine']['t2a_R@1']:.1f} by cosine; "
+              "audio traversals in the report")
 
 
 def _untrained_like(ckpt: Path):

@@ -145,6 +145,8 @@ class CompClapModule(L.LightningModule):
         texts, owner = batch["captions"], None
         if getattr(self.loss, "uses_positives", False) and "positives" in batch:
             texts, owner = batch["positives"], batch["positive_owner"].to(waveforms.device)
+        if getattr(self.loss, "uses_uncertainty", False):
+            return self._embed_probabilistic_batch(batch, texts, owner)
         if not getattr(self.loss, "uses_negatives", False):
             out = self(waveforms, texts)
             if owner is not None:
@@ -169,6 +171,42 @@ class CompClapModule(L.LightningModule):
         self.log("train/negatives_per_clip", mask.sum(1).float().mean(), on_step=True, on_epoch=False,
                  batch_size=waveforms.shape[0])
         return out
+
+    def _embed_probabilistic_batch(self, batch: dict[str, Any], texts: list[str],
+                                   owner: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Gaussian embeddings for ProLAP-style losses: means and log-variances, caption ids, hierarchy pairs, and
+        masked views of clips and captions on the batches the loss's `mask_share` selects."""
+        waveforms = batch["waveforms"]
+        if not getattr(self.model, "uncertainty", False):
+            raise ValueError(f"{type(self.loss).__name__} needs Gaussian embeddings: build the model with uncertainty "
+                             "heads (model.model.init_args.uncertainty: true)")
+        out = self(waveforms, texts)
+        if owner is None:
+            owner = batch["caption_owner"].to(waveforms.device)
+        out["text_owner"] = owner
+        out["text_ids"] = _text_ids(texts).to(waveforms.device)
+        if "positives" in batch:
+            out["hierarchy_pairs"] = _hierarchy_pairs(batch["captions"], batch["caption_owner"], texts,
+                                                      owner.cpu()).to(waveforms.device)
+        if getattr(self.loss, "uses_masked_views", False) and self._masking_step():
+            generator = torch.Generator().manual_seed(
+                int(np.random.SeedSequence([self.global_step, self.global_rank, 1]).generate_state(1)[0]))
+            audio_ratio, text_ratio = self.loss.audio_mask_ratio, self.loss.text_mask_ratio
+            if audio_ratio > 0:
+                out["masked_audio_embeds"], out["masked_audio_logvar"] = self.model.encode_audio_gaussian(
+                    waveforms, mask_ratio=audio_ratio, generator=generator)
+            if text_ratio > 0:
+                out["masked_text_embeds"], out["masked_text_logvar"] = self.model.encode_text_gaussian(
+                    texts, mask_ratio=text_ratio, generator=generator)
+        return out
+
+    def _masking_step(self) -> bool:
+        """Whether this training step gets masked views: a draw keyed on the global step alone, so every DDP rank
+        (and a resumed run) decides the same."""
+        share = float(getattr(self.loss, "mask_share", 1.0))
+        if share >= 1.0:
+            return True
+        return bool(np.random.default_rng([self.global_step, 0]).random() < share)
 
     # ----------------------------------------------------------------- evaluation
     def _collect_eval(self, batch: dict[str, Any]) -> None:
@@ -294,6 +332,31 @@ def _set_rng_states(states: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _text_ids(texts: list[str]) -> torch.Tensor:
+    """A 63-bit id per caption text (BLAKE2b of its UTF-8 bytes), equal across processes for equal texts."""
+    import hashlib
+
+    return torch.tensor([int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "little") >> 1
+                         for t in texts], dtype=torch.long)
+
+
+def _hierarchy_pairs(captions: list[str], caption_owner: torch.Tensor, texts: list[str],
+                     text_owner: torch.Tensor) -> torch.Tensor:
+    """(specific, general) index pairs into `texts`: per clip, its training caption (the full description of a
+    composed clip) against each of its other positives (sub-expression captions); (0, 2) when there are none."""
+    caption_of = {int(o): c for c, o in zip(captions, caption_owner.tolist())}
+    rows: dict[int, list[int]] = {}
+    for k, o in enumerate(text_owner.tolist()):
+        rows.setdefault(int(o), []).append(k)
+    pairs = []
+    for clip, ks in rows.items():
+        full = caption_of.get(clip)
+        specific = next((k for k in ks if texts[k] == full), None)
+        if specific is not None:
+            pairs += [(specific, k) for k in ks if texts[k] != full]
+    return torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
 
 
 def _first_occurrence(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -88,7 +88,8 @@ def plot_bars(payload: Mapping[str, Any], bench: str, path: str | Path) -> Path 
     """Grouped bars: one group per headline metric, one bar per model (95% interval whiskers if known)."""
     desc = payload["benchmarks"][bench]
     models = [m for m in payload["models"] if payload["results"].get(m, {}).get(bench) is not None]
-    metrics = [(k, label) for k, label in desc["columns"] if not k.endswith("medR")]
+    metrics = [(k, label) for k, label in desc["columns"] if not k.endswith("medR")
+               and any(isinstance(lookup(payload["results"][m][bench], k), (int, float)) for m in models)]
     if not models or not metrics:
         return None
     plt = _pyplot()
@@ -224,7 +225,7 @@ def _describe(desc: Mapping[str, Any]) -> str:
         missing = f", {desc['n_missing']} clips without audio left out" if desc.get("n_missing") else ""
         return (f"retrieval, multi-caption protocol, {desc.get('n_clips')} clips, "
                 f"{desc.get('n_captions')} captions{missing}")
-    return str(kind)
+    return str(desc.get("description") or kind)
 
 
 def render_report(payload: Mapping[str, Any], out_dir: str | Path, plots: bool = True) -> Path:
@@ -252,6 +253,10 @@ def render_report(payload: Mapping[str, Any], out_dir: str | Path, plots: bool =
                 ex = plot_compa_examples(payload, bench, out_dir, out_dir / f"examples_{bench}.png")
                 if ex is not None:
                     parts += [f"![{bench} example rows]({ex.name})", ""]
+        for model in payload["models"]:  # per-model Markdown notes a benchmark wrote (e.g. ProLAP traversals)
+            notes = lookup(payload["results"].get(model, {}), f"{bench}.notes_md")
+            if notes and (out_dir / notes).is_file():
+                parts += [f"### {bench}: {model}", "", (out_dir / notes).read_text().rstrip(), ""]
         csvs = [(m, lookup(payload["results"].get(m, {}), f"{bench}.rows_csv")) for m in payload["models"]]
         csvs = [(m, name) for m, name in csvs if name]
         if csvs:

@@ -37,6 +37,8 @@ class CLAPDualEncoder(nn.Module):
         pretrained_tokenizer: str | None = None,
         audio_trainable_blocks: int | None = None,
         text_trainable_blocks: int | None = None,
+        uncertainty: bool = False,
+        logvar_init: float = -5.0,
     ) -> None:
         """Build the model.
 
@@ -54,6 +56,11 @@ class CLAPDualEncoder(nn.Module):
             pretrained_tokenizer: local tokenizer directory for `pretrained` files that carry none (LAION, MS-CLAP).
             audio_trainable_blocks: with `hf_pretrained`/`pretrained`: None trains all, 0 freezes, N trains the last N.
             text_trainable_blocks: with `hf_pretrained`/`pretrained`: None trains all, 0 freezes, N trains the last N.
+            uncertainty: add ProLAP's uncertainty heads: each input becomes a Gaussian, the normalised mean the
+                deterministic model gives plus a diagonal log-variance from a linear head on the tower's pooled
+                features (`encode_*_gaussian`, `embed_*(return_uncertainty=True)`); with an HTSAT audio tower also
+                a learnable mask token for masked audio views. Off: the model is exactly the deterministic one.
+            logvar_init: initial log-variance of every dimension (the heads start with zero weights).
         """
         super().__init__()
         source: CLAPDualEncoder | None = None
@@ -82,6 +89,14 @@ class CLAPDualEncoder(nn.Module):
         self.embed_dim = embed_dim
         self.projection_activation = projection_activation
         self.projection_style = projection_style
+        self.uncertainty = uncertainty
+        self.logvar_init = logvar_init
+        if uncertainty:
+            self.audio_logvar_head = _logvar_head(audio.output_dim, embed_dim, logvar_init)
+            self.text_logvar_head = _logvar_head(text.output_dim, embed_dim, logvar_init)
+            patch_embed = getattr(getattr(getattr(audio, "backbone", None), "audio_encoder", None), "patch_embed", None)
+            if patch_embed is not None:  # HTSAT: masked audio views replace patch embeddings with this token
+                self.audio_mask_token = nn.Parameter(0.02 * torch.randn(patch_embed.proj.out_channels))
         if source is not None:
             for name in ("audio_projection", "text_projection"):
                 getattr(self, name).load_state_dict(getattr(source, name).state_dict())
@@ -91,10 +106,20 @@ class CLAPDualEncoder(nn.Module):
 
     def spec(self, tokenizer: str | None = None) -> dict:
         """Class path and init arguments that rebuild this architecture (random weights); see models/specs.py."""
-        return {"class_path": "compclap.models.CLAPDualEncoder",
-                "init_args": {"audio": self.audio.spec(), "text": self.text.spec(tokenizer),
-                              "embed_dim": self.embed_dim, "projection_activation": self.projection_activation,
-                              "projection_style": self.projection_style, "max_logit_scale": self.max_logit_scale}}
+        init_args = {"audio": self.audio.spec(), "text": self.text.spec(tokenizer),
+                     "embed_dim": self.embed_dim, "projection_activation": self.projection_activation,
+                     "projection_style": self.projection_style, "max_logit_scale": self.max_logit_scale}
+        if self.uncertainty:
+            init_args.update(uncertainty=True, logvar_init=self.logvar_init)
+        return {"class_path": "compclap.models.CLAPDualEncoder", "init_args": init_args}
+
+    def optional_on_load(self, key: str) -> bool:
+        """State keys that may be absent from a checkpoint and then keep their fresh initialisation.
+
+        The uncertainty heads and the audio mask token: a ProLAP run can start (`init_from`) from the
+        weights of a deterministic model.
+        """
+        return self.uncertainty and key.split(".")[0] in ("audio_logvar_head", "text_logvar_head", "audio_mask_token")
 
     @property
     def frontend_config(self):
@@ -113,10 +138,51 @@ class CLAPDualEncoder(nn.Module):
         """L2-normalised text embeddings (B, D) from captions."""
         return F.normalize(self.text_projection(self.text(texts)), dim=-1)
 
+    def _require_uncertainty(self) -> None:
+        if not self.uncertainty:
+            raise ValueError("this model has no uncertainty heads (build it with uncertainty=True, "
+                             "model.init_args.uncertainty: true in a config)")
+
+    def encode_audio_gaussian(self, waveforms: torch.Tensor, mask_ratio: float = 0.0,
+                              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gaussian audio embeddings: L2-normalised means (B, D) and diagonal log-variances (B, D).
+
+        mask_ratio > 0 embeds a masked view: that share of HTSAT's patches is replaced by the learnable mask
+        token and pooling averages the visible tokens only (compclap.models.masking).
+        """
+        self._require_uncertainty()
+        if mask_ratio > 0:
+            from compclap.models.masking import masked_htsat_pooled
+
+            if not hasattr(self, "audio_mask_token"):
+                raise NotImplementedError(f"audio masking needs an HTSAT tower, got {type(self.audio).__name__}")
+            pooled = masked_htsat_pooled(self.audio, waveforms, self.audio_mask_token, mask_ratio, generator)
+        else:
+            pooled = self.audio(waveforms)
+        return F.normalize(self.audio_projection(pooled), dim=-1), self.audio_logvar_head(pooled)
+
+    def encode_text_gaussian(self, texts: list[str], mask_ratio: float = 0.0,
+                             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gaussian text embeddings: L2-normalised means (B, D) and diagonal log-variances (B, D).
+
+        mask_ratio > 0 embeds a masked view (that share of each caption's words dropped; HFTextEncoder).
+        """
+        self._require_uncertainty()
+        pooled = self.text(texts, mask_ratio=mask_ratio, generator=generator) if mask_ratio > 0 else self.text(texts)
+        return F.normalize(self.text_projection(pooled), dim=-1), self.text_logvar_head(pooled)
+
     def forward(self, waveforms: torch.Tensor, texts: list[str]) -> dict[str, torch.Tensor]:
-        """Embed a batch of clips and captions; returns audio_embeds, text_embeds and logit_scale."""
-        return {"audio_embeds": self.encode_audio(waveforms), "text_embeds": self.encode_text(texts),
-                "logit_scale": self.scale()}
+        """Embed a batch of clips and captions; returns audio_embeds, text_embeds and logit_scale.
+
+        With uncertainty heads also audio_logvar and text_logvar (diagonal log-variances, (B, D)).
+        """
+        if not self.uncertainty:
+            return {"audio_embeds": self.encode_audio(waveforms), "text_embeds": self.encode_text(texts),
+                    "logit_scale": self.scale()}
+        audio, audio_logvar = self.encode_audio_gaussian(waveforms)
+        text, text_logvar = self.encode_text_gaussian(texts)
+        return {"audio_embeds": audio, "text_embeds": text, "audio_logvar": audio_logvar,
+                "text_logvar": text_logvar, "logit_scale": self.scale()}
 
     @property
     def device(self) -> torch.device:
@@ -125,24 +191,36 @@ class CLAPDualEncoder(nn.Module):
 
     @torch.no_grad()
     def embed_audio(self, items: Sequence[str | os.PathLike | np.ndarray | torch.Tensor],
-                    sample_rate: int | None = None, batch_size: int = 32) -> torch.Tensor:
+                    sample_rate: int | None = None, batch_size: int = 32,
+                    return_uncertainty: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Embed audio files or 1-D float arrays (at `sample_rate`, default the model's); returns (N, D) on CPU.
 
         Clips are fitted to the model's clip length (head crop, or the front end's padding); fusion models
         see the whole of a longer clip instead (whole-clip spectrogram plus three chunks).
+        return_uncertainty (models with uncertainty heads): return (means, log-variances), both (N, D).
         """
+        if return_uncertainty:
+            self._require_uncertainty()
         cfg = self.frontend_config
         fusion = bool(getattr(self.audio, "fusion", False))
         was_training = self.training
         self.eval()
         try:
-            out = []
+            out, logvars = [], []
             for start in range(0, len(items), batch_size):
                 waves = [torch.from_numpy(self._prepare_wave(item, sample_rate)).to(self.device)
                          for item in items[start:start + batch_size]]
                 batch = waves if fusion else torch.stack([fit_length(w, cfg.num_samples, cfg.padding) for w in waves])
-                out.append(self.encode_audio(batch).float().cpu())
-            return torch.cat(out) if out else torch.empty(0, self.embed_dim)
+                if return_uncertainty:
+                    mean, logvar = self.encode_audio_gaussian(batch)
+                    out.append(mean.float().cpu())
+                    logvars.append(logvar.float().cpu())
+                else:
+                    out.append(self.encode_audio(batch).float().cpu())
+            means = torch.cat(out) if out else torch.empty(0, self.embed_dim)
+            if return_uncertainty:
+                return means, (torch.cat(logvars) if logvars else torch.empty(0, self.embed_dim))
+            return means
         finally:
             self.train(was_training)
 
@@ -159,16 +237,35 @@ class CLAPDualEncoder(nn.Module):
         return np.ascontiguousarray(resample(wave.astype(np.float32), sample_rate or target, target))
 
     @torch.no_grad()
-    def embed_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        """Embed captions; returns L2-normalised (N, D) on CPU."""
+    def embed_text(self, texts: Sequence[str], batch_size: int = 256,
+                   return_uncertainty: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Embed captions; returns L2-normalised (N, D) on CPU.
+
+        return_uncertainty (models with uncertainty heads): return (means, log-variances), both (N, D).
+        """
+        if return_uncertainty:
+            self._require_uncertainty()
         was_training = self.training
         self.eval()
         try:
-            out = [self.encode_text(list(texts[i:i + batch_size])).float().cpu()
-                   for i in range(0, len(texts), batch_size)]
-            return torch.cat(out) if out else torch.empty(0, self.embed_dim)
+            if not return_uncertainty:
+                out = [self.encode_text(list(texts[i:i + batch_size])).float().cpu()
+                       for i in range(0, len(texts), batch_size)]
+                return torch.cat(out) if out else torch.empty(0, self.embed_dim)
+            pairs = [self.encode_text_gaussian(list(texts[i:i + batch_size])) for i in range(0, len(texts), batch_size)]
+            if not pairs:
+                return torch.empty(0, self.embed_dim), torch.empty(0, self.embed_dim)
+            return (torch.cat([m.float().cpu() for m, _ in pairs]), torch.cat([v.float().cpu() for _, v in pairs]))
         finally:
             self.train(was_training)
+
+
+def _logvar_head(in_dim: int, embed_dim: int, logvar_init: float) -> nn.Linear:
+    """Linear log-variance head with zero weights: every input starts at variance exp(logvar_init)."""
+    head = nn.Linear(in_dim, embed_dim)
+    nn.init.zeros_(head.weight)
+    nn.init.constant_(head.bias, logvar_init)
+    return head
 
 
 def from_hf_clap_dir(path: str | os.PathLike, tokenizer: str | None = None) -> CLAPDualEncoder:

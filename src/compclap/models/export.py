@@ -44,6 +44,8 @@ def hf_exportable(model: CLAPDualEncoder) -> str | None:
         return f"the text tower pools with {model.text.pooling!r}; ClapModel uses the pooler output"
     if model.projection_style != "laion":
         return f"the projection heads are {model.projection_style}-style; ClapModel's are LAION-style"
+    if getattr(model, "uncertainty", False):
+        return "the model has ProLAP uncertainty heads, which ClapModel cannot hold"
     return None
 
 

@@ -154,8 +154,10 @@ def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], where: str,
     origin = origin or {}
     target = model.state_dict()
     state = {k: v for k, v in state.items() if k in target or not DERIVED_BUFFERS.search(k)}
+    # Parts a model may add to a checkpoint's architecture and initialise itself (ProLAP's uncertainty heads).
+    optional = getattr(model, "optional_on_load", None) or (lambda _key: False)
     for key, value in target.items():
-        if key not in state and DERIVED_BUFFERS.search(key):
+        if key not in state and (DERIVED_BUFFERS.search(key) or optional(key)):
             state[key] = value
     missing = [k for k in target if k not in state]
     unexpected = [origin.get(k, k) for k in state if k not in target]

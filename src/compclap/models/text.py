@@ -143,10 +143,22 @@ class HFTextEncoder(nn.Module):
             enc["input_ids"][torch.arange(len(texts)), last] = self.tokenizer.eos_token_id
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
-    def forward(self, texts: list[str]) -> torch.Tensor:
-        """Pooled features (B, hidden) for a list of captions."""
+    def forward(self, texts: list[str], mask_ratio: float = 0.0,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pooled features (B, hidden) for a list of captions.
+
+        mask_ratio > 0 gives a partial view (ProLAP): that share of each caption's non-special tokens is
+        dropped from the attention mask (see compclap.models.masking); `generator` makes the choice reproducible.
+        """
         device = self.backbone.get_input_embeddings().weight.device
         enc = {k: v.to(device) for k, v in self.tokenize(texts).items()}
+        full_mask = enc["attention_mask"]
+        if mask_ratio > 0:
+            from compclap.models.masking import random_token_mask
+
+            special = torch.isin(enc["input_ids"], torch.tensor(self.tokenizer.all_special_ids, device=device))
+            dropped = random_token_mask(full_mask.bool() & ~special, mask_ratio, generator)
+            enc["attention_mask"] = full_mask.masked_fill(dropped, 0)
         out = self.backbone(**enc)
         mask = enc["attention_mask"]
         if self.pooling == "pooler":
@@ -154,7 +166,7 @@ class HFTextEncoder(nn.Module):
         hidden = out.last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
-        if self.pooling == "eos":
-            return hidden[torch.arange(hidden.shape[0], device=device), mask.sum(1) - 1]
+        if self.pooling == "eos":  # the end-of-text token is special, hence never masked
+            return hidden[torch.arange(hidden.shape[0], device=device), full_mask.sum(1) - 1]
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
