@@ -188,7 +188,7 @@ def _corrupt_one_clip(shards: Path, name: str, key: str) -> None:
             tf.addfile(member, io.BytesIO(data))
 
 
-def test_bad_clips_are_skipped_and_counted(tmp_path):
+def test_bad_clips_are_skipped_and_counted(tmp_path, monkeypatch):
     _, pattern = _make(tmp_path, 8, 4)
     _corrupt_one_clip(tmp_path / "shards", "shard-000001.tar", "000000005")
     dm = _dm(pattern, eval_batch_size=4, max_skipped_fraction=0.5)
@@ -201,7 +201,8 @@ def test_bad_clips_are_skipped_and_counted(tmp_path):
     strict = _dm(pattern, eval_batch_size=4, max_skipped_fraction=0.01)
     strict.setup("validate")
     strict._loader("validate")
-    strict._current_split = lambda: "validate"  # what the trainer's state says during validation
+    # what the trainer's state says during validation
+    monkeypatch.setattr("compclap.data.shards.current_split", lambda trainer: "validate")
     with pytest.raises(TooManyBadFilesError, match="000000005"):
         strict.on_after_batch_transfer(batches[1], 0)
 

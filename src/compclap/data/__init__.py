@@ -10,7 +10,7 @@ import importlib
 
 _EXPORTS = {
     "ManifestDataModule": "compclap.data.datamodule",
-    "TooManyBadFilesError": "compclap.data.datamodule",
+    "TooManyBadFilesError": "compclap.data.bad_files",
     "ClipSampler": "compclap.data.datasets",
     "ManifestDataset": "compclap.data.datasets",
     "collate_clips": "compclap.data.datasets",

@@ -7,12 +7,12 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
+from compclap.data.bad_files import BadFileTracker, TooManyBadFilesError, current_split
 from compclap.data.datasets import ClipSampler, ManifestDataset, collate_clips
 from compclap.data.manifest import read_manifest
 
 
-class TooManyBadFilesError(RuntimeError):
-    """More files of a split failed to decode than the configured fraction allows."""
+__all__ = ["ManifestDataModule", "TooManyBadFilesError"]
 
 
 class ManifestDataModule(L.LightningDataModule):
@@ -65,7 +65,7 @@ class ManifestDataModule(L.LightningDataModule):
         if hard_negatives not in ("manifest", "rewrite", "none"):
             raise ValueError(f"hard_negatives must be 'manifest', 'rewrite' or 'none', got {hard_negatives!r}")
         self.datasets: dict[str, ManifestDataset] = {}
-        self._bad_files: dict[str, list[str]] = {}
+        self._bad_files = BadFileTracker(max_skipped_fraction)
 
     @property
     def num_samples(self) -> int:
@@ -148,28 +148,9 @@ class ManifestDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Account for clips that failed to decode; stop once a split exceeds `max_skipped_fraction`."""
-        skipped = batch.get("skipped") if isinstance(batch, dict) else None
-        if skipped is None:
-            return batch
-        split = self._current_split()
-        bad = self._bad_files.setdefault(split, [])
-        bad.extend(p for p in skipped if p not in bad)
-        batch["skipped_total"] = len(bad)
-        if bad and split in self.datasets:
+        split = current_split(self.trainer)
+        share = None
+        if split in self.datasets:
             world = self.trainer.world_size if self.trainer is not None else 1
             share = max(1, len(self.datasets[split]) // world)
-            if len(bad) / share > self.hparams.max_skipped_fraction:
-                raise TooManyBadFilesError(
-                    f"{len(bad)} of ~{share} files of the {split} split on this rank failed to decode "
-                    f"(more than max_skipped_fraction={self.hparams.max_skipped_fraction}); first bad files: "
-                    + ", ".join(bad[:5]))
-        return batch
-
-    def _current_split(self) -> str:
-        """The split whose batch is being transferred."""
-        trainer = self.trainer
-        if trainer is None or trainer.training:
-            return "fit"
-        if trainer.sanity_checking or trainer.validating:
-            return "validate"
-        return "test" if trainer.testing else "predict"
+        return self._bad_files.add_batch(batch, split, share)

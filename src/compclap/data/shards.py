@@ -47,7 +47,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, get_worker_info
 
 from compclap.audio.io import AudioDecodeError, load_clip
-from compclap.data.datamodule import TooManyBadFilesError
+from compclap.data.bad_files import BadFileTracker, current_split
 from compclap.data.datasets import collate_clips
 
 AUDIO_KEYS = ("flac", "wav", "mp3", "ogg", "opus")
@@ -401,7 +401,7 @@ class ShardDataModule(L.LightningDataModule):
         self.sizes_files = {"fit": train_sizes, "validate": val_sizes, "test": test_sizes}
         self._urls: dict[str, list[str]] = {}
         self._sizes: dict[str, list[int] | None] = {}
-        self._bad_files: dict[str, list[str]] = {}
+        self._bad_files = BadFileTracker(max_skipped_fraction)
         self._share: dict[str, int] = {}
 
     @property
@@ -480,27 +480,5 @@ class ShardDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Account for clips that failed to decode; stop once a split exceeds `max_skipped_fraction`."""
-        skipped = batch.get("skipped") if isinstance(batch, dict) else None
-        if skipped is None:
-            return batch
-        split = self._current_split()
-        bad = self._bad_files.setdefault(split, [])
-        bad.extend(p for p in skipped if p not in bad)
-        batch["skipped_total"] = len(bad)
-        share = self._share.get(split)
-        if bad and share:
-            if len(bad) / share > self.hparams.max_skipped_fraction:
-                raise TooManyBadFilesError(
-                    f"{len(bad)} of ~{share} clips of the {split} split on this rank failed to decode "
-                    f"(more than max_skipped_fraction={self.hparams.max_skipped_fraction}); first bad clips: "
-                    + ", ".join(bad[:5]))
-        return batch
-
-    def _current_split(self) -> str:
-        """The split whose batch is being transferred."""
-        trainer = self.trainer
-        if trainer is None or trainer.training:
-            return "fit"
-        if trainer.sanity_checking or trainer.validating:
-            return "validate"
-        return "test"
+        split = current_split(self.trainer)
+        return self._bad_files.add_batch(batch, split, self._share.get(split))

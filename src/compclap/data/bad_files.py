@@ -1,0 +1,44 @@
+"""Accounting for clips that fail to decode, shared by the data modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TooManyBadFilesError(RuntimeError):
+    """More files of a split failed to decode than the configured fraction allows."""
+
+
+def current_split(trainer: Any) -> str:
+    """The split whose batch the trainer is handling: fit, validate, test or predict."""
+    if trainer is None or trainer.training:
+        return "fit"
+    if trainer.sanity_checking or trainer.validating:
+        return "validate"
+    return "test" if trainer.testing else "predict"
+
+
+class BadFileTracker:
+    """Counts distinct undecodable files per split and stops once a split exceeds `max_fraction`."""
+
+    def __init__(self, max_fraction: float) -> None:
+        """max_fraction: share of a split's files (on this rank) that may fail before the run stops."""
+        self.max_fraction = max_fraction
+        self.bad: dict[str, list[str]] = {}
+
+    def add_batch(self, batch: Any, split: str, share: int | None) -> Any:
+        """Record a batch's "skipped" files, set batch["skipped_total"], raise above the threshold.
+
+        share: number of the split's files this rank reads (None when unknown: only counted).
+        """
+        skipped = batch.get("skipped") if isinstance(batch, dict) else None
+        if skipped is None:
+            return batch
+        bad = self.bad.setdefault(split, [])
+        bad.extend(p for p in skipped if p not in bad)
+        batch["skipped_total"] = len(bad)
+        if bad and share and len(bad) / share > self.max_fraction:
+            raise TooManyBadFilesError(
+                f"{len(bad)} of ~{share} files of the {split} split on this rank failed to decode "
+                f"(more than max_skipped_fraction={self.max_fraction}); first bad files: " + ", ".join(bad[:5]))
+        return batch
