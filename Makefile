@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 
 setup: $(VENV)/.installed
 
-# torch is installed first and pinned: an unpinned requirement would pull a multi-GB CUDA build.
+# torch is installed first and pinned: an unpinned requirement would pull the newest (multi-GB CUDA) build.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

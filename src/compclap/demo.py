@@ -136,7 +136,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     t_start = time.time()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     _synthesise(args.world, args.seed)
 
     checkpoints = {}

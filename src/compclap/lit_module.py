@@ -128,6 +128,10 @@ class CompClapModule(L.LightningModule):
         if "skipped_total" in batch:
             self.log("data/skipped_files", float(batch["skipped_total"]), on_step=True, on_epoch=False)
         if batch["waveforms"].shape[0] < 2:
+            if self.trainer.world_size > 1:
+                # Skipping the step on one rank would leave the others waiting in the gather forever.
+                raise RuntimeError(f"a training batch on rank {self.global_rank} has fewer than 2 decodable clips "
+                                   f"(skipped: {batch.get('skipped', [])[:5]}); fix the data or raise the batch size")
             return None  # every clip of the batch failed to decode (or one left): nothing to contrast
         out = self._embed_train_batch(batch)
         terms = self.loss(**out)
@@ -244,7 +248,7 @@ class CompClapModule(L.LightningModule):
         g = {k: gather_variable(v, with_grad=False)[0] for k, v in local.items()}
         clip_ids, first = _first_occurrence(g["clip"])
         audio = g["audio"][first]
-        key = g["text_clip"] * 10_000 + g["text_pos"]
+        key = g["text_clip"] * (int(g["text_pos"].max()) + 1 if len(g["text_pos"]) else 1) + g["text_pos"]
         _, tfirst = _first_occurrence(key)
         text, text_clip = g["text"][tfirst], g["text_clip"][tfirst]
         if audio.shape[0] < 2:

@@ -25,15 +25,20 @@ class BadFileTracker:
         """max_fraction: share of a split's files (on this rank) that may fail before the run stops."""
         self.max_fraction = max_fraction
         self.bad: dict[str, list[str]] = {}
+        self._epoch: dict[str, int] = {}
 
-    def add_batch(self, batch: Any, split: str, share: int | None) -> Any:
+    def add_batch(self, batch: Any, split: str, share: int | None, epoch: int = 0) -> Any:
         """Record a batch's "skipped" files, set batch["skipped_total"], raise above the threshold.
 
-        share: number of the split's files this rank reads (None when unknown: only counted).
+        share: number of the split's files this rank reads in one epoch (None when unknown: only counted).
+        epoch: counts restart each epoch, since a shuffled rank reads a different share of the files every epoch.
         """
         skipped = batch.get("skipped") if isinstance(batch, dict) else None
         if skipped is None:
             return batch
+        if self._epoch.get(split) != epoch:
+            self._epoch[split] = epoch
+            self.bad[split] = []
         bad = self.bad.setdefault(split, [])
         bad.extend(p for p in skipped if p not in bad)
         batch["skipped_total"] = len(bad)

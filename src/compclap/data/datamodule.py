@@ -153,4 +153,5 @@ class ManifestDataModule(L.LightningDataModule):
         if split in self.datasets:
             world = self.trainer.world_size if self.trainer is not None else 1
             share = max(1, len(self.datasets[split]) // world)
-        return self._bad_files.add_batch(batch, split, share)
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        return self._bad_files.add_batch(batch, split, share, epoch)

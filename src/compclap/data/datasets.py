@@ -20,6 +20,8 @@ class ManifestDataset(Dataset):
     def __init__(self, records: list[dict[str, Any]], sample_rate: int, num_samples: int, train: bool) -> None:
         """records: manifest lines (absolute audio paths); sample_rate/num_samples: model input; train: random crop and caption."""
         self.records = records
+        # When some clips carry negatives, every item does (empty lists where missing), so every batch has the key.
+        self.has_negatives = any("negatives" in r for r in records)
         self.sample_rate = sample_rate
         self.num_samples = num_samples
         self.train = train
@@ -39,6 +41,8 @@ class ManifestDataset(Dataset):
             warnings.warn(f"skipping clip: {exc}", stacklevel=2)
             return {"index": index, "path": rec["audio"], "error": str(exc)}
         captions = list(rec.get("captions", []))
+        if self.has_negatives and "negatives" not in rec:
+            rec = {**rec, "negatives": [[] for _ in captions]}
         item: dict[str, Any] = {"index": index, "path": rec["audio"],
                                 "waveform": crop_or_pad(wave, self.num_samples, rng)}
         if self.train and captions:

@@ -481,4 +481,5 @@ class ShardDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Account for clips that failed to decode; stop once a split exceeds `max_skipped_fraction`."""
         split = current_split(self.trainer)
-        return self._bad_files.add_batch(batch, split, self._share.get(split))
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        return self._bad_files.add_batch(batch, split, self._share.get(split), epoch)

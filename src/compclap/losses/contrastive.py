@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compclap.distributed import gather_no_grad, gather_with_grad, rank
+from compclap.distributed import gather_variable, rank
 
 
 class ContrastiveLoss(nn.Module):
@@ -32,10 +32,11 @@ class ContrastiveLoss(nn.Module):
             raise ValueError(f"audio and text embeddings must match in shape, got {tuple(audio_embeds.shape)} "
                              f"and {tuple(text_embeds.shape)}")
         n_local = audio_embeds.shape[0]
-        gather = gather_with_grad if self.gather_with_grad else gather_no_grad
-        all_audio, all_text = gather(audio_embeds), gather(text_embeds)
+        # Ranks may hold different batch sizes (clips that failed to decode are dropped).
+        all_audio, sizes = gather_variable(audio_embeds, with_grad=self.gather_with_grad)
+        all_text, _ = gather_variable(text_embeds, with_grad=self.gather_with_grad)
         if self.local_loss:
-            offset = rank() * n_local
+            offset = int(sizes[:rank()].sum())
             labels = torch.arange(offset, offset + n_local, device=audio_embeds.device)
             logits_a2t = logit_scale * audio_embeds @ all_text.T
             logits_t2a = logit_scale * text_embeds @ all_audio.T

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compclap.distributed import gather_with_grad, rank
+from compclap.distributed import gather_variable, rank
 
 
 class HardNegativeContrastiveLoss(nn.Module):
@@ -35,8 +35,10 @@ class HardNegativeContrastiveLoss(nn.Module):
             raise ValueError(f"audio and text embeddings must match in shape, got {tuple(audio_embeds.shape)} "
                              f"and {tuple(text_embeds.shape)}")
         n_local = audio_embeds.shape[0]
-        all_audio, all_text = gather_with_grad(audio_embeds), gather_with_grad(text_embeds)
-        labels = torch.arange(n_local, device=audio_embeds.device) + rank() * n_local
+        # Ranks may hold different batch sizes (clips that failed to decode are dropped).
+        all_audio, sizes = gather_variable(audio_embeds)
+        all_text, _ = gather_variable(text_embeds)
+        labels = torch.arange(n_local, device=audio_embeds.device) + int(sizes[:rank()].sum())
         logits_a2t = logit_scale * audio_embeds @ all_text.T  # (B, N)
         if negative_embeds is not None and negative_embeds.shape[1] > 0:
             if negative_mask is None:

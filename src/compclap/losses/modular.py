@@ -24,7 +24,7 @@ class ModularContrastiveLoss(nn.Module):
     uses_positives = True
 
     def __init__(self, max_negatives: int | None = None, negative_kinds: list[str] | None = None) -> None:
-        """max_negatives: keep at most this many negatives per clip; negative_kinds: only these kinds (None: all)."""
+        """max_negatives: at most this many negatives per caption (one caption per clip in training); negative_kinds: only these kinds (None: all)."""
         super().__init__()
         self.max_negatives = max_negatives
         self.negative_kinds = negative_kinds
