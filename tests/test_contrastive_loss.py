@@ -90,3 +90,18 @@ def test_ddp_without_gradient_through_gather_scales_by_world_size():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="must match in shape"):
         ContrastiveLoss()(torch.zeros(3, 4), torch.zeros(2, 4), torch.tensor(1.0))
+
+
+def _uneven_rank(rank, world):
+    x, y = _data()
+    part = slice(0, 5) if rank == 0 else slice(5, GLOBAL_BATCH)  # 5 + 3 rows: a clip failed to decode somewhere
+    return _loss_and_grads(DistributedDataParallel(_Towers()), ContrastiveLoss(), x[part], y[part])
+
+
+def test_ddp_uneven_batches_gather_every_feature():
+    x, y = _data()
+    ref_loss, ref_grads = _loss_and_grads(_Towers(), ContrastiveLoss(), x, y)
+    for loss, grads in run_ddp(_uneven_rank, world=2):
+        torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=1e-5)  # every rank sees all 8 pairs
+        for name, g in ref_grads.items():
+            torch.testing.assert_close(grads[name.removeprefix("module.")], g, atol=1e-5, rtol=1e-5)
