@@ -7,6 +7,8 @@ import pytest
 
 from compclap.audio.mix import concat_crossfade, overlay, peak_normalise, prevent_clipping, rms
 
+from audio_helpers import band_energy, tone  # noqa: E402
+
 SR = 8000
 
 
@@ -15,13 +17,11 @@ def _noise(n: int, level: float, seed: int) -> np.ndarray:
 
 
 def _tone(n: int, freq: float, level: float = 0.5) -> np.ndarray:
-    return (level * np.sin(2 * np.pi * freq * np.arange(n) / SR)).astype(np.float32)
+    return tone(n, freq, SR, level)
 
 
 def _band_energy(x: np.ndarray, lo: float, hi: float) -> float:
-    spec = np.abs(np.fft.rfft(x)) ** 2
-    f = np.fft.rfftfreq(len(x), 1 / SR)
-    return float(spec[(f >= lo) & (f < hi)].sum())
+    return band_energy(x, lo, hi, SR)
 
 
 def test_peak_normalise_sets_peak_and_keeps_silence():

@@ -32,19 +32,19 @@ from compclap.data.expressions import (
     sub_expressions,
 )
 
+from audio_helpers import band_energy, tone  # noqa: E402
+
 SR = 8000
 T = DEFAULT_TEMPLATES
 DOG, CAT, RAIN, BELL = Leaf(0, "dog", "a dog"), Leaf(1, "cat", "a cat"), Leaf(2, "rain", "rain"), Leaf(3, "bell", "a bell")
 
 
 def _tone(n: int, freq: float, level: float = 0.5) -> np.ndarray:
-    return (level * np.sin(2 * np.pi * freq * np.arange(n) / SR)).astype(np.float32)
+    return tone(n, freq, SR, level)
 
 
 def _band_energy(x: np.ndarray, lo: float, hi: float) -> float:
-    spec = np.abs(np.fft.rfft(x)) ** 2
-    f = np.fft.rfftfreq(len(x), 1 / SR)
-    return float(spec[(f >= lo) & (f < hi)].sum())
+    return band_energy(x, lo, hi, SR)
 
 
 def _random_tree(n: int, seed: int, labels: list[str]) -> Seq | Overlay | Leaf:

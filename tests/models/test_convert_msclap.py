@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from compclap.models.loading import load_model
+from test_convert_laion import randomise
 
 TEXTS = ["a dog barks while a man speaks", "a loud siren", "rain falls on a roof twice"]
 CORPUS = TEXTS * 10 + ["a high beep followed by a soft hum", "a bell rings", "the wind blows"] * 10
@@ -60,18 +61,6 @@ def bert_tokenizer(tmp_path_factory):
     out = tmp_path_factory.mktemp("berttok")
     fast.save_pretrained(out)
     return out
-
-
-def _randomise(module, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=g))
-        for name, b in module.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(torch.randn(b.shape, generator=g))
-            elif name.endswith("running_var"):
-                b.copy_(0.5 + torch.rand(b.shape, generator=g))
 
 
 def _projection(d_in, d_out, seed):
@@ -138,8 +127,8 @@ def test_msclap_2023_htsat_gpt2(tmp_path, gpt2_tokenizer):
     tok = load_tokenizer(gpt2_tokenizer)
     gpt2 = GPT2Model(GPT2Config(vocab_size=len(tok), n_embd=128, n_layer=2, n_head=2, n_positions=80, n_inner=64,
                                 bos_token_id=len(tok) - 1, eos_token_id=len(tok) - 1)).eval()
-    _randomise(htsat, 1)
-    _randomise(gpt2, 2)
+    randomise(htsat, 1)
+    randomise(gpt2, 2)
     audio_proj, text_proj = _projection(16, 32, 3), _projection(128, 32, 4)
     state = htsat_to_msclap(htsat)
     state.update({f"caption_encoder.base.{k}": v for k, v in gpt2.state_dict().items()})
@@ -229,7 +218,7 @@ def test_msclap_2022_cnn14_bert(tmp_path, bert_tokenizer):
     torch.manual_seed(0)
     bert = BertModel(BertConfig(vocab_size=len(tok), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
                                 intermediate_size=64, max_position_embeddings=128, pad_token_id=0)).eval()
-    _randomise(bert, 5)
+    randomise(bert, 5)
     cnn = _cnn14_state([4, 8, 8, 16, 16, 32], 32, seed=6)
     audio_proj, text_proj = _projection(32, 24, 7), _projection(128, 24, 8)
     state = {f"audio_encoder.base.{k}": v for k, v in cnn.items()}
