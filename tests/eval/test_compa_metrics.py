@@ -15,6 +15,7 @@ from compclap.eval.compa import (
     bootstrap_ci,
     compa_scores,
     compa_scores_nway,
+    compa_separation,
     evaluate_compa,
     read_compa_csv,
     write_rows_csv,
@@ -262,3 +263,37 @@ def test_evaluate_compa_no_triplets_and_errors(tmp_path: Path) -> None:
 def test_compa_scores_accepts_tensors() -> None:
     out = compa_scores(torch.tensor([0.9]), torch.tensor([0.1]), torch.tensor([0.2]), torch.tensor([0.8]))
     assert out["group"] == 100.0 and out["group_rows"].dtype == bool
+
+
+def test_separation_margin_and_cosines_by_hand(tmp_path: Path) -> None:
+    f = tmp_path
+    rows = [CompaRow(["T1", "T2"], [f / "a1.wav", f / "a2.wav"]), CompaRow(["C", "D"], [f / "c.wav", f / "d.wav"])]
+    vectors = {
+        "a1.wav": [1.0, 0.0], "a2.wav": [0.6, 0.8], "T1": [0.8, 0.6], "T2": [0.0, 1.0],
+        "c.wav": [0.0, 1.0], "d.wav": [1.0, 0.0], "C": [0.0, 1.0], "D": [1.0, 0.0],
+    }  # fmt: skip
+    embed_audio, embed_text, _ = _fake_embedders(vectors)
+    result = evaluate_compa(rows, embed_audio, embed_text, n_boot=50)
+    # Row 1: S = [[t1.a1, t1.a2], [t2.a1, t2.a2]] = [[0.8, 0.96], [0.0, 0.8]]
+    #   margin = (0.8 + 0.8 - 0.96 - 0.0) / 2 = 0.32; cos(a1, a2) = 0.6; cos(t1, t2) = 0.6; every score lost.
+    # Row 2: S = identity: margin 1, both cosines 0, every score won.
+    first, second = result["rows"]
+    assert first["margin"] == pytest.approx(0.32) and second["margin"] == pytest.approx(1.0)
+    assert first["audio_cos"] == pytest.approx(0.6) and first["text_cos"] == pytest.approx(0.6)
+    assert second["audio_cos"] == pytest.approx(0.0, abs=1e-7) and second["text_cos"] == pytest.approx(0.0, abs=1e-7)
+    assert result["margin"] == pytest.approx(0.66)
+    assert result["audio_cos"] == pytest.approx(0.3) and result["text_cos"] == pytest.approx(0.3)
+    # The Winoground scores are what they were before the diagnostics existed.
+    assert not first["text"] and not first["audio"] and second["group"]
+    assert (result["text"], result["audio"], result["group"]) == (50.0, 50.0, 50.0)
+
+
+def test_separation_is_zero_margin_for_a_text_tower_blind_to_order() -> None:
+    same_text = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    audio = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    sims = same_text @ audio.transpose(1, 2)
+    out = compa_separation(sims, audio, same_text)
+    assert out["margin"][0] == pytest.approx(0.0) and out["text_cos"][0] == pytest.approx(1.0)
+    assert out["audio_cos"][0] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match=r"\(R, 2, 2\)"):
+        compa_separation(torch.zeros(1, 3, 3), audio, same_text)

@@ -12,6 +12,10 @@ For one row with captions c_0..c_{n-1} and audios a_0..a_{n-1} (caption i descri
 All comparisons are strict: a tie is not a win (and NaN never wins). For n = 2 this is the
 official CompA definition (text: s00 > s10 and s11 > s01; audio: s00 > s01 and s11 > s10).
 Rows with a triplet are also scored 3-way on (pair, reversed pair, triplet).
+
+Separation diagnostics (pair only), which say *why* a score is low: the matched-minus-swapped margin
+``(S[0, 0] + S[1, 1] - S[0, 1] - S[1, 0]) / 2`` (> 0: the matched pairs are closer on average), and the
+cosines between the two audios and between the two captions (~1: that tower does not tell them apart).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ __all__ = [
     "bootstrap_ci",
     "compa_scores",
     "compa_scores_nway",
+    "compa_separation",
     "evaluate_compa",
     "read_compa_csv",
     "write_rows_csv",
@@ -84,6 +89,22 @@ def compa_scores(s00: Any, s01: Any, s10: Any, s11: Any) -> dict[str, Any]:
         raise ValueError(f"s00, s01, s10, s11 must have the same length, got {[c.numel() for c in cols]}")
     sims = torch.stack(cols, dim=1).reshape(-1, 2, 2)
     return compa_scores_nway(sims)
+
+
+def compa_separation(S: Tensor | np.ndarray, audio: Tensor | np.ndarray,
+                     text: Tensor | np.ndarray) -> dict[str, np.ndarray]:
+    """Per-row margin of S (R, 2, 2) and cosines of audio (R, 2, D) and text (R, 2, D) pairs."""
+    sims = torch.as_tensor(S).double()
+    if sims.ndim != 3 or sims.shape[1:] != (2, 2):
+        raise ValueError(f"S must have shape (R, 2, 2), got {tuple(sims.shape)}")
+    out = {"margin": ((sims[:, 0, 0] + sims[:, 1, 1] - sims[:, 0, 1] - sims[:, 1, 0]) / 2).numpy()}
+    for name, emb in (("audio_cos", audio), ("text_cos", text)):
+        pairs = torch.as_tensor(emb).double()
+        if pairs.ndim != 3 or pairs.shape[:2] != (sims.shape[0], 2):
+            raise ValueError(f"{name}: embeddings must have shape ({sims.shape[0]}, 2, D), got {tuple(pairs.shape)}")
+        # Normalised here although the inputs should be unit vectors: a cosine must not depend on that promise.
+        out[name] = torch.nn.functional.cosine_similarity(pairs[:, 0], pairs[:, 1], dim=-1).numpy()
+    return out
 
 
 def _as_1d(values: Any) -> Tensor:
@@ -261,7 +282,11 @@ def evaluate_compa(
     seed: int = 0,
     batch_size: int = 32,
 ) -> dict[str, Any]:
-    """Score CompA rows with the given (L2-normalised) embedding callables; 2-way and triplet scores."""
+    """Score CompA rows with the given (L2-normalised) embedding callables; 2-way and triplet scores.
+
+    Besides text/audio/group (percent) the result holds the pair rows' mean `margin`, `audio_cos` and
+    `text_cos` (see the module docstring; plain cosines, not percent).
+    """
     if not rows:
         raise ValueError("no CompA rows to evaluate")
     files: list[Path] = []
@@ -283,6 +308,11 @@ def evaluate_compa(
     )
     pair = compa_scores_nway(pair_sims)
     result: dict[str, Any] = _summary(pair, n_boot, seed)
+    pair_audio = torch.stack([torch.stack([audio[f] for f in row.files]) for row in rows])
+    pair_text = torch.stack([torch.stack([text[c] for c in row.captions]) for row in rows])
+    separation = compa_separation(pair_sims, pair_audio, pair_text)
+    for name, values in separation.items():
+        result[name] = float(values.mean())
 
     triplet_rows = [i for i, row in enumerate(rows) if row.triplet_file is not None]
     triplet: dict[str, Any] | None = None
@@ -316,6 +346,9 @@ def evaluate_compa(
             "text": bool(pair["text_rows"][i]),
             "audio": bool(pair["audio_rows"][i]),
             "group": bool(pair["group_rows"][i]),
+            "margin": float(separation["margin"][i]),
+            "audio_cos": float(separation["audio_cos"][i]),
+            "text_cos": float(separation["text_cos"][i]),
             "triplet_caption": row.triplet_caption,
             "triplet_file": str(row.triplet_file) if row.triplet_file is not None else None,
             "triplet_text": None,

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from compclap.data.manifest import read_manifest
 from compclap.eval.retrieval import retrieval_metrics
-from compclap.eval.runner import Benchmark
+from compclap.eval.benchmarks import Benchmark
 from compclap.losses.probabilistic import inclusion_logit
 
 __all__ = ["ProbabilisticBenchmark", "audio_traversal", "caption_length", "csd_retrieval_metrics", "hierarchy_pairs",

@@ -1,6 +1,9 @@
 """Render an evaluation payload (results.json of `run_suite`) as Markdown with PNG plots.
 
-* a summary table: one row per model, the headline metrics of every benchmark as columns;
+* a summary table: one row per model, the headline metrics of every benchmark as columns (and a chance row);
+* a diagnostics table (`diagnostics_table`): order-probe accuracies per tower, and per CompA benchmark the
+  group score on held-out vs training compositions, the matched-minus-swapped margin and the audio-audio /
+  text-text cosines of the two candidates;
 * per benchmark: a detailed table (confidence intervals, triplet scores, per-fold accuracies, ...), a
   grouped bar plot (models side by side for each headline metric, with 95% intervals where known) and,
   for CompA, a few example rows with every model's 2x2 caption-audio similarity matrix.
@@ -18,7 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["benchmark_table", "format_value", "lookup", "plot_bars", "plot_compa_examples", "render_report", "summary_table"]
+__all__ = ["benchmark_table", "diagnostics_table", "format_value", "lookup", "plot_bars", "plot_compa_examples",
+           "render_report", "summary_table"]
 
 
 def lookup(result: Mapping[str, Any] | None, key: str) -> Any:
@@ -31,17 +35,22 @@ def lookup(result: Mapping[str, Any] | None, key: str) -> Any:
     return value
 
 
-def format_value(value: Any) -> str:
-    """A table cell: one decimal for floats, [lo, hi] for intervals, '-' for missing or NaN."""
+def format_value(value: Any, digits: int = 1) -> str:
+    """A table cell: `digits` decimals for floats, [lo, hi] for intervals, '-' for missing or NaN."""
     if value is None or isinstance(value, bool):
         return "-" if value is None else str(value)
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:.1f}"
+        return "-" if math.isnan(value) else f"{value:.{digits}f}"
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
-        return f"[{format_value(float(value[0]))}, {format_value(float(value[1]))}]"
+        return f"[{format_value(float(value[0]), digits)}, {format_value(float(value[1]), digits)}]"
     return str(value)
+
+
+def _digits(desc: Mapping[str, Any], key: str) -> int:
+    # Cosines and margins live in [-1, 1] (differences of a few thousandths matter); scores are percentages.
+    return 3 if key in desc.get("precise", ()) else 1
 
 
 def _escape(text: str) -> str:
@@ -63,6 +72,9 @@ def summary_table(payload: Mapping[str, Any]) -> str:
     for model in payload["models"]:
         res = payload["results"].get(model, {})
         rows.append([model] + [format_value(lookup(res.get(bench), key)) for bench, key, _ in cols])
+    chance = [lookup(payload["benchmarks"][bench].get("chance"), key) for bench, key, _ in cols]
+    if any(c is not None for c in chance):
+        rows.append(["*chance*"] + [format_value(c) for c in chance])
     return _table(["model"] + [c[2] for c in cols], rows)
 
 
@@ -71,8 +83,70 @@ def benchmark_table(payload: Mapping[str, Any], bench: str) -> str:
     desc = payload["benchmarks"][bench]
     results = {m: payload["results"].get(m, {}).get(bench) for m in payload["models"]}
     cols = [(k, label) for k, label in desc["details"] if any(lookup(r, k) is not None for r in results.values())]
-    rows = [[m] + [format_value(lookup(r, k)) for k, _ in cols] for m, r in results.items() if r is not None]
+    rows = [[m] + [format_value(lookup(r, k), _digits(desc, k)) for k, _ in cols] for m, r in results.items()
+            if r is not None]
+    chance = [lookup(desc.get("chance"), k) for k, _ in cols]
+    if rows and any(c is not None for c in chance):
+        rows.append(["*chance*"] + [format_value(c) for c in chance])
     return _table(["model"] + [label for _, label in cols], rows)
+
+
+DIAGNOSTICS_HELP = (
+    "How to read it: an order probe at about 50% (chance) means that tower's embedding carries no linearly "
+    "readable information about which event came first, so a cosine (itself linear in the embedding) cannot "
+    "rank \"A then B\" above \"B then A\". In the CompA rows, cos(t1,t2) or cos(a1,a2) near 1 means the text or "
+    "the audio tower maps the two candidates to nearly the same point, and a margin near 0 means the matched "
+    "pairs are no closer than the swapped ones. A group score well above chance (16.7%) on compositions seen in "
+    "training (train) but not on held-out ones means the model memorised pairs rather than learning order or "
+    "binding.")
+
+
+def _pair_cell(values: Sequence[Any], digits: int) -> str:
+    return " / ".join(format_value(v, digits) for v in values)
+
+
+def diagnostics_table(payload: Mapping[str, Any]) -> str:
+    """Markdown: order-probe accuracy per tower; CompA group, margin and cosines, held-out / train ("" if none)."""
+    benches = payload["benchmarks"]
+    results = payload["results"]
+    parts = []
+    probes = [b for b, d in benches.items() if d.get("kind") == "order_probe"]
+    if probes:
+        header = ["model"] + [f"{b} {tower}" for b in probes for tower in ("audio", "text")]
+        rows = [[m] + [format_value(lookup(results.get(m, {}).get(b), t)) for b in probes for t in ("audio", "text")]
+                for m in payload["models"]]
+        rows.append(["*chance*"] + [format_value(lookup(benches[b].get("chance"), t)) for b in probes
+                                    for t in ("audio", "text")])
+        parts.append(_table(header, rows))
+    compa = [b for b, d in benches.items() if d.get("kind") == "compa"]
+    # (label, held-out benchmark, training-composition benchmark): a `train_of` benchmark sits beside the one it
+    # mirrors; one whose counterpart is absent gets a row of its own with an empty held-out side.
+    mirrors = {b: benches[b].get("train_of") for b in compa}
+    families: list[tuple[str, str | None, str | None]] = []
+    for b in compa:
+        if mirrors[b] is None or mirrors[b] == b:
+            train = next((t for t in compa if t != b and mirrors[t] == b), None)
+            families.append((b, b, train))
+        elif mirrors[b] not in compa:
+            families.append((b, None, b))
+    if families:
+        with_train = any(train is not None for _, _, train in families)
+        suffix = " (held-out / train)" if with_train else ""
+        header = ["model", "CompA"] + [f"{label}{suffix}" for label in ("group", "margin", "cos(a1,a2)",
+                                                                         "cos(t1,t2)")]
+        rows = []
+        for model in payload["models"]:
+            res = results.get(model, {})
+            for label, held, train in families:
+                pair = [res.get(held) if held else None] + ([res.get(train) if train else None] if with_train else [])
+                if all(r is None for r in pair):
+                    continue
+                cells = [_pair_cell([lookup(r, key) for r in pair], digits) for key, digits in
+                         (("group", 1), ("margin", 3), ("audio_cos", 3), ("text_cos", 3))]
+                rows.append([model, label] + cells)
+        if rows:
+            parts.append(_table(header, rows))
+    return "\n\n".join(parts)
 
 
 def _pyplot():
@@ -215,7 +289,13 @@ def _short(file: str, width: int = 18) -> str:
 def _describe(desc: Mapping[str, Any]) -> str:
     kind = desc.get("kind")
     if kind == "compa":
-        return f"CompA-style benchmark, {desc.get('n_rows')} rows ({desc.get('n_triplet_rows', 0)} with a triplet)"
+        seen = f", compositions seen in training (mirrors `{desc['train_of']}`)" if desc.get("train_of") else ""
+        chance = desc.get("chance") or {}
+        hint = (f"; chance (random similarities): text {chance['text']:.0f}%, audio {chance['audio']:.0f}%, "
+                f"group {chance['group']:.1f}%" if {"text", "audio", "group"} <= set(chance) else "")
+        return (f"CompA-style benchmark, {desc.get('n_rows')} rows ({desc.get('n_triplet_rows', 0)} with a "
+                f"triplet){seen}{hint}; margin = mean (s(a1,t1) + s(a2,t2) - s(a1,t2) - s(a2,t1)) / 2, "
+                "cos(a1,a2) / cos(t1,t2) = mean cosine of the two audios / the two captions")
     if kind == "zeroshot":
         what = "multi-label, mAP" if desc.get("multi_label") else "single-label, top-k accuracy"
         templates = "; ".join(f"`{t}`" for t in desc.get("templates", []))
@@ -242,6 +322,9 @@ def render_report(payload: Mapping[str, Any], out_dir: str | Path, plots: bool =
         [m, f"`{info.get('path')}`" if info.get("path") else "(in memory)", f"`{str(info.get('identity'))[:12]}`"]
         for m, info in payload["models"].items()], numeric=False), ""]
     parts += ["## Summary", "", summary_table(payload), ""]
+    diagnostics = diagnostics_table(payload)
+    if diagnostics:
+        parts += ["## Diagnostics", "", DIAGNOSTICS_HELP, "", diagnostics, ""]
     for bench, desc in payload["benchmarks"].items():
         parts += [f"## {bench}", "", f"{_describe(desc)}; source `{desc.get('source')}`.", "",
                   benchmark_table(payload, bench), ""]
