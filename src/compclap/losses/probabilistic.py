@@ -10,7 +10,9 @@ mu1 . mu2 - 0.5 * sum(sigma1^2 + sigma2^2)``, so the logit of a pair is
 clamped at `max_scale`) and b (init -10), SigLIP's initialisation. Sigmoid loss with z = +1 for a matching
 pair and -1 otherwise: ``-(1 / N_audio) * sum_ij log sigmoid(z_ij * logit_ij)`` over every clip and every
 caption of the (global) batch. A clip matches its own captions (with composed data: all its positives) and,
-given `text_ids`, any caption with the same text.
+given `text_ids` (`compclap.text.identity.text_ids`, the normalised caption), any caption with the identity of
+one of them: with a sigmoid loss every pair has its own term, so a false negative is turned into a positive
+(z = +1) rather than masked out. `false_negative_masking=False` ignores `text_ids` (every caption distinct).
 
 **Inclusion.** For diagonal Gaussians Z1, Z2 the inclusion score is ProLIP's sharpened overlap with n = 2,
 the log of ``∫ p1(x)^2 p2(x) dx``: squaring p1 concentrates it on Z1's high-density region, and the
@@ -130,6 +132,7 @@ class ProbabilisticContrastiveLoss(nn.Module):
         audio_mask_ratio: float = 0.75,
         text_mask_ratio: float = 0.75,
         mask_share: float = 1.0,
+        false_negative_masking: bool = True,
     ) -> None:
         """Configure the terms.
 
@@ -147,6 +150,8 @@ class ProbabilisticContrastiveLoss(nn.Module):
             audio_mask_ratio: share of HTSAT patches replaced by the mask token in a masked audio view.
             text_mask_ratio: share of a caption's (non-special) tokens dropped in a masked text view.
             mask_share: share of training batches that get masked views (1: all; 0: none).
+            false_negative_masking: use `text_ids` (identical captions match each other's clips and are left out
+                of each other's mask-repulsive denominators); off: every caption is distinct.
         """
         super().__init__()
         for name, value in (("audio_mask_ratio", audio_mask_ratio), ("text_mask_ratio", text_mask_ratio)):
@@ -169,6 +174,7 @@ class ProbabilisticContrastiveLoss(nn.Module):
         self.audio_mask_ratio = audio_mask_ratio
         self.text_mask_ratio = text_mask_ratio
         self.mask_share = mask_share
+        self.false_negative_masking = false_negative_masking
 
     @property
     def uses_masked_views(self) -> bool:
@@ -249,6 +255,8 @@ class ProbabilisticContrastiveLoss(nn.Module):
         text_owner = text_owner.to(device)
         if text_owner.shape[0] != text_embeds.shape[0]:
             raise ValueError(f"text_owner has {text_owner.shape[0]} entries for {text_embeds.shape[0]} captions")
+        if not self.false_negative_masking:
+            text_ids = None
         if text_ids is not None:
             text_ids = text_ids.to(device)
             if text_ids.shape[0] != text_embeds.shape[0]:
