@@ -29,6 +29,14 @@ __all__ = ["OrderProbe", "OrderProbeBenchmark", "fit_order_probe", "order_probe_
            "sequence_clips"]
 
 ORDER_PROBE_CHANCE = 50.0
+Manifests = str | os.PathLike | Sequence[str | os.PathLike]
+
+
+def _paths(manifests: Manifests) -> list[str]:
+    items = [manifests] if isinstance(manifests, (str, os.PathLike)) else list(manifests)
+    if not items:
+        raise ValueError("no manifest given")
+    return [str(m) for m in items]
 
 
 @dataclass
@@ -138,8 +146,9 @@ class OrderProbeBenchmark(Benchmark):
     """Order probe per tower: can a linear read-out of the embedding tell which of two events came first?
 
     Args:
-        train_manifest: manifest whose 2-event sequence clips train the probe (e.g. the demo world's train.jsonl).
-        test_manifest: held-out manifest the probe is scored on (e.g. test.jsonl).
+        train_manifest: manifest(s) whose 2-event sequence clips train the probe (e.g. the demo world's train.jsonl).
+        test_manifest: held-out manifest(s) the probe is scored on (e.g. test.jsonl, or [val.jsonl, test.jsonl]
+            for twice the clips).
         name: report section name.
         weight_decay: L2 penalty of the probe (on standardised features, per-item mean loss).
         max_iter: L-BFGS iterations.
@@ -152,21 +161,23 @@ class OrderProbeBenchmark(Benchmark):
                ("n_train_captions", "train captions"), ("n_test_captions", "held-out captions"),
                ("n_types", "types")]
 
-    def __init__(self, train_manifest: str | os.PathLike, test_manifest: str | os.PathLike,
-                 name: str = "order_probe", weight_decay: float = 1e-2, max_iter: int = 100) -> None:
-        """Read both manifests now: no usable clips or a missing file fails before any model is loaded."""
-        super().__init__(name, f"{train_manifest} -> {test_manifest}")
-        self.manifests = (str(train_manifest), str(test_manifest))
+    def __init__(self, train_manifest: Manifests, test_manifest: Manifests, name: str = "order_probe",
+                 weight_decay: float = 1e-2, max_iter: int = 100) -> None:
+        """Read the manifests now: no usable clips or a missing file fails before any model is loaded."""
+        paths = {"train": _paths(train_manifest), "test": _paths(test_manifest)}
+        super().__init__(name, " -> ".join(" + ".join(p) for p in paths.values()))
+        self.manifests = [p for split in paths.values() for p in split]
         self.weight_decay, self.max_iter = float(weight_decay), int(max_iter)
         splits = {}
-        for split, path in zip(("train", "test"), self.manifests):
-            clips = sequence_clips(read_manifest(path))
+        for split, files in paths.items():
+            clips = [r for path in files for r in sequence_clips(read_manifest(path))]
             if not clips:
-                raise ValueError(f"{path}: no 2-event sequence clips (records with relation 'sequence' and two "
-                                 "'events' of different types) for the order probe")
+                raise ValueError(f"{' + '.join(files)}: no 2-event sequence clips (records with relation 'sequence' "
+                                 "and two 'events' of different types) for the order probe")
             absent = [r["audio"] for r in clips if not Path(r["audio"]).is_file()]
             if absent:
-                raise FileNotFoundError(f"{path}: {len(absent)} audio file(s) not found: {', '.join(absent[:5])}")
+                raise FileNotFoundError(f"{' + '.join(files)}: {len(absent)} audio file(s) not found: "
+                                        f"{', '.join(absent[:5])}")
             splits[split] = clips
         self.types = sorted({e["type"] for clips in splits.values() for r in clips for e in r["events"]})
         index = {t: i for i, t in enumerate(self.types)}
