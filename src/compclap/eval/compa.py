@@ -94,12 +94,12 @@ def compa_scores(s00: Any, s01: Any, s10: Any, s11: Any) -> dict[str, Any]:
 def compa_separation(S: Tensor | np.ndarray, audio: Tensor | np.ndarray,
                      text: Tensor | np.ndarray) -> dict[str, np.ndarray]:
     """Per-row margin of S (R, 2, 2) and cosines of audio (R, 2, D) and text (R, 2, D) pairs."""
-    sims = torch.as_tensor(S).double()
+    sims = torch.as_tensor(S).detach().cpu().double()
     if sims.ndim != 3 or sims.shape[1:] != (2, 2):
         raise ValueError(f"S must have shape (R, 2, 2), got {tuple(sims.shape)}")
     out = {"margin": ((sims[:, 0, 0] + sims[:, 1, 1] - sims[:, 0, 1] - sims[:, 1, 0]) / 2).numpy()}
     for name, emb in (("audio_cos", audio), ("text_cos", text)):
-        pairs = torch.as_tensor(emb).double()
+        pairs = torch.as_tensor(emb).detach().cpu().double()
         if pairs.ndim != 3 or pairs.shape[:2] != (sims.shape[0], 2):
             raise ValueError(f"{name}: embeddings must have shape ({sims.shape[0]}, 2, D), got {tuple(pairs.shape)}")
         # Normalised here although the inputs should be unit vectors: a cosine must not depend on that promise.
