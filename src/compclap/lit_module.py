@@ -14,6 +14,7 @@ from torch import nn
 from compclap.distributed import gather_variable
 from compclap.losses import ContrastiveLoss
 from compclap.models.dual_encoder import CLAPDualEncoder
+from compclap.text.identity import text_ids
 
 
 class CompClapModule(L.LightningModule):
@@ -144,20 +145,31 @@ class CompClapModule(L.LightningModule):
         return total
 
     def _embed_train_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Embed clips and captions (or a clip's multi-granular positives), plus hard negatives when the loss asks."""
+        """Embed clips and captions (or a clip's multi-granular positives), plus hard negatives when the loss asks.
+
+        Every loss gets `text_ids` (normalised caption identities, for false-negative masking); with text negatives
+        also `negative_ids` (-1 in padding), with `uses_audio_negatives` the clips' rendered swapped versions."""
         waveforms = batch["waveforms"]
         texts, owner = batch["captions"], None
         if getattr(self.loss, "uses_positives", False) and "positives" in batch:
             texts, owner = batch["positives"], batch["positive_owner"].to(waveforms.device)
         if getattr(self.loss, "uses_uncertainty", False):
             return self._embed_probabilistic_batch(batch, texts, owner)
-        if not getattr(self.loss, "uses_negatives", False):
-            out = self(waveforms, texts)
-            if owner is not None:
-                out["text_owner"] = owner
-            return out
+        uses_negatives = getattr(self.loss, "uses_negatives", False)
+        out = self._embed_with_negatives(batch, texts) if uses_negatives else self(waveforms, texts)
+        if owner is not None:
+            out["text_owner"] = owner
+        out["text_ids"] = text_ids(texts).to(waveforms.device)
+        if getattr(self.loss, "uses_audio_negatives", False):
+            text_owner = owner if owner is not None else batch["caption_owner"].to(waveforms.device)
+            out.update(self._embed_audio_negatives(batch, text_owner))
+        return out
+
+    def _embed_with_negatives(self, batch: dict[str, Any], texts: list[str]) -> dict[str, torch.Tensor]:
+        """Embed clips, `texts` and each caption's text negatives in one text forward; negatives padded (B, K, D)."""
         from compclap.data.datasets import flatten_negatives
 
+        waveforms = batch["waveforms"]
         if "negatives" not in batch:
             raise ValueError(f"{type(self.loss).__name__} needs hard negatives, but the training manifest has no "
                              "\"negatives\" field (write them with data_prep/hard_negatives.py --manifest)")
@@ -169,12 +181,44 @@ class CompClapModule(L.LightningModule):
         mask = mask.to(text.device)
         negatives = text.new_zeros(*mask.shape, text.shape[-1])
         negatives[mask] = text[len(texts):]
-        out["negative_embeds"], out["negative_mask"] = negatives, mask
-        if owner is not None:
-            out["text_owner"] = owner
+        negative_ids = torch.full(mask.shape, -1, dtype=torch.long, device=text.device)
+        negative_ids[mask] = text_ids(neg_texts).to(text.device)
+        out["negative_embeds"], out["negative_mask"], out["negative_ids"] = negatives, mask, negative_ids
         self.log("train/negatives_per_clip", mask.sum(1).float().mean(), on_step=True, on_epoch=False,
                  batch_size=waveforms.shape[0])
         return out
+
+    def _embed_audio_negatives(self, batch: dict[str, Any], text_owner: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encode the valid rendered swapped clips (one audio forward of the True slots only), scattered back to
+        (B, K, D) with zeros elsewhere; each clip's negatives go to the t2a row of its first text (its caption,
+        or its full caption among the positives)."""
+        from compclap.losses.modular import first_text_of_clip
+
+        waveforms = batch["waveforms"]
+        n_clips = waveforms.shape[0]
+        if "negative_waveforms" not in batch:
+            raise ValueError(f"{type(self.loss).__name__} was built with audio_negatives=True, but the training batch "
+                             "has no \"negative_waveforms\": give the training manifest a \"negative_audio\" field "
+                             "(rendered swapped versions of each clip)")
+        waves = batch["negative_waveforms"].to(waveforms.device)
+        mask = batch.get("negative_waveform_mask")
+        mask = (torch.ones(waves.shape[:2], dtype=torch.bool) if mask is None else mask).to(waveforms.device).bool()
+        if waves.ndim != 3 or waves.shape[0] != n_clips or mask.shape != waves.shape[:2]:
+            raise ValueError(f"negative_waveforms {tuple(waves.shape)} and negative_waveform_mask "
+                             f"{tuple(mask.shape)} do not match a batch of {n_clips} clips")
+        cap = getattr(self.loss, "max_audio_negatives", None)
+        if cap is not None:
+            mask = mask & (mask.long().cumsum(1) <= cap)  # the first `cap` real negatives of each clip
+        used = mask.any(0).nonzero()
+        k = int(used.max()) + 1 if used.numel() else 0  # drop trailing slots no clip uses
+        waves, mask = waves[:, :k], mask[:, :k]
+        embeds = waveforms.new_zeros(n_clips, k, self.model.embed_dim)
+        if mask.any():
+            embeds[mask] = self.model.encode_audio(waves[mask]).to(embeds.dtype)
+        self.log("train/audio_negatives_per_clip", mask.sum(1).float().mean(), on_step=True, on_epoch=False,
+                 batch_size=n_clips)
+        return {"audio_negative_embeds": embeds, "audio_negative_mask": mask,
+                "audio_negative_text": first_text_of_clip(text_owner, n_clips)}
 
     def _embed_probabilistic_batch(self, batch: dict[str, Any], texts: list[str],
                                    owner: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -188,7 +232,7 @@ class CompClapModule(L.LightningModule):
         if owner is None:
             owner = batch["caption_owner"].to(waveforms.device)
         out["text_owner"] = owner
-        out["text_ids"] = _text_ids(texts).to(waveforms.device)
+        out["text_ids"] = text_ids(texts).to(waveforms.device)
         if "positives" in batch:
             out["hierarchy_pairs"] = _hierarchy_pairs(batch["captions"], batch["caption_owner"], texts,
                                                       owner.cpu()).to(waveforms.device)
@@ -336,14 +380,6 @@ def _set_rng_states(states: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def _text_ids(texts: list[str]) -> torch.Tensor:
-    """A 63-bit id per caption text (BLAKE2b of its UTF-8 bytes), equal across processes for equal texts."""
-    import hashlib
-
-    return torch.tensor([int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "little") >> 1
-                         for t in texts], dtype=torch.long)
 
 
 def _hierarchy_pairs(captions: list[str], caption_owner: torch.Tensor, texts: list[str],
