@@ -42,6 +42,7 @@ class HTSATAudioEncoder(nn.Module):
         quantize_int16: bool = False,
         padding: str = "repeatpad",
         trainable_blocks: int | None = None,
+        temporal_bins: int = 0,
         backbone: nn.Module | None = None,
     ) -> None:
         """Build the tower.
@@ -61,6 +62,10 @@ class HTSATAudioEncoder(nn.Module):
             quantize_int16: round-trip audio through int16 first, as LAION-CLAP's inference does.
             padding: "repeatpad" (LAION, transformers) or "repeat" (MS-CLAP) for clips shorter than `clip_seconds`.
             trainable_blocks: None trains everything, 0 freezes the tower, N trains only the last N HTSAT stages.
+            temporal_bins: 0 pools HTSAT's last feature map over time and frequency (LAION, transformers, MS-CLAP:
+                pretrained towers need 0); N > 0 averages it over frequency and into N equal time segments whose
+                features are concatenated (output N x hidden), so the pooled vector says *when* each sound is: the
+                global mean is nearly blind to order (cos(A+B, B+A) ~ 0.99).
             backbone: an existing ClapAudioModel to wrap (used when loading checkpoints).
         """
         super().__init__()
@@ -91,7 +96,10 @@ class HTSATAudioEncoder(nn.Module):
             raise ValueError(f"{clip_seconds} s at hop {hop_length} gives {self.frontend_config.num_frames} frames, "
                              f"more than HTSAT spec_size {cfg.spec_size} accepts ({max_frames})")
         self.frontend = LogMelSpectrogram(self.frontend_config)
-        self.output_dim = cfg.hidden_size
+        if temporal_bins < 0:
+            raise ValueError(f"temporal_bins must be >= 0, got {temporal_bins}")
+        self.temporal_bins = int(temporal_bins)
+        self.output_dim = cfg.hidden_size * max(1, self.temporal_bins)
         self.trainable_blocks = None
         self.set_trainable_blocks(trainable_blocks)
 
@@ -116,7 +124,8 @@ class HTSATAudioEncoder(nn.Module):
                 "init_args": {"config": config, "sample_rate": fe.sample_rate, "clip_seconds": fe.clip_seconds,
                               "n_fft": fe.n_fft, "hop_length": fe.hop_length, "f_min": fe.f_min, "f_max": fe.f_max,
                               "mel_scale": fe.mel_scale, "mel_sample_rate": fe.mel_sample_rate,
-                              "quantize_int16": fe.quantize_int16, "padding": fe.padding}}
+                              "quantize_int16": fe.quantize_int16, "padding": fe.padding,
+                              "temporal_bins": self.temporal_bins}}
 
     def train(self, mode: bool = True) -> HTSATAudioEncoder:
         """Switch train/eval mode; frozen BatchNorm layers stay in eval mode."""
@@ -154,9 +163,18 @@ class HTSATAudioEncoder(nn.Module):
         """
         if self.fusion:
             feats, is_longer = self.fusion_features(waveforms)
-            return self.backbone(input_features=feats, is_longer=is_longer).pooler_output
+            return self._pool(self.backbone(input_features=feats, is_longer=is_longer))
         if not isinstance(waveforms, torch.Tensor):
             cfg = self.frontend_config
             waveforms = torch.stack([fit_length(w, cfg.num_samples, cfg.padding) for w in waveforms])
-        return self.backbone(input_features=self.features(waveforms)).pooler_output
+        return self._pool(self.backbone(input_features=self.features(waveforms)))
+
+    def _pool(self, output: Any) -> torch.Tensor:
+        """HTSAT's global mean, or with `temporal_bins` the per-segment means in time order, concatenated."""
+        if not self.temporal_bins:
+            return output.pooler_output
+        # transformers' last_hidden_state is (B, C, freq, time) with the time axis back in clip order.
+        per_frame = output.last_hidden_state.mean(dim=2)
+        segments = torch.nn.functional.adaptive_avg_pool1d(per_frame, self.temporal_bins)
+        return segments.transpose(1, 2).flatten(1)
 

@@ -36,6 +36,9 @@ def hf_exportable(model: CLAPDualEncoder) -> str | None:
 
     if not isinstance(model.audio, HTSATAudioEncoder):
         return f"the audio tower is {type(model.audio).__name__}, not HTSAT"
+    if getattr(model.audio, "temporal_bins", 0):
+        return (f"the audio tower pools into {model.audio.temporal_bins} time segments; ClapModel pools over the "
+                "whole clip")
     backbone = getattr(model.text, "backbone", None)
     model_type = getattr(getattr(backbone, "config", None), "model_type", None)
     if model_type not in ("roberta", "clap_text_model"):
