@@ -55,7 +55,8 @@ def test_hard_negative_with_audio_negatives_matches_loop():
     ref, _, t2a, acc = reference(audio, [[t] for t in text], SCALE, pos_ids=[[x] for x in ids], audio_negs=ref_negs)
     _assert_same(out["hard_negative_loss"], ref, (audio, text, emb))
     torch.testing.assert_close(out["t2a"], t2a.detach(), atol=1e-6, rtol=1e-6)
-    assert out["t2a_audio_negative_acc"].item() == pytest.approx(acc) and not out["t2a_audio_negative_acc"].requires_grad
+    acc_out = out["t2a_audio_negative_acc"]
+    assert acc_out.item() == pytest.approx(acc) and not acc_out.requires_grad
     default_rows = HardNegativeContrastiveLoss()(audio, text, SCALE, text_ids=torch.tensor(ids),
                                                  audio_negative_embeds=emb_garbage, audio_negative_mask=mask)
     torch.testing.assert_close(default_rows["hard_negative_loss"], out["hard_negative_loss"])

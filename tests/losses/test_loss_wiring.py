@@ -22,7 +22,8 @@ def _batch(with_audio_negatives=True):
     batch = {"waveforms": torch.randn(3, WAVE, generator=g) * 0.1,
              "captions": ["A beep then a hum.", "a bell", "a beep then  a hum"], "caption_owner": torch.arange(3),
              "negatives": [[{"text": "a hum then a beep", "kind": "order"}], [],
-                           [{"text": "A beep then a hum!", "kind": "order"}, {"text": "a hum then a beep", "kind": "order"}]],
+                           [{"text": "A beep then a hum!", "kind": "order"},
+                            {"text": "a hum then a beep", "kind": "order"}]],
              "positives": ["a beep then a hum", "a beep", "a hum", "a bell", "a beep then a hum", "a beep"],
              "positive_owner": torch.tensor([0, 0, 0, 1, 2, 2])}
     if with_audio_negatives:
