@@ -6,7 +6,8 @@
 
 `+` concatenates events with a crossfade (10 % of the shorter one), `*` overlays them at a sampled RMS
 level ratio; the result is peak-normalised and written as 16-bit FLAC with a JSONL manifest
-(`captions`, `negatives`, `positives`, `expression`, `events`). See compclap.data.composer.
+(`captions`, `negatives`, `positives`, `expression`, `events`, and `negative_audio`: the mix rendered with a
+`+` reversed, unless --no-swapped-audio). See compclap.data.composer.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=None,
                    help="longest mix: events are re-drawn until the mix fits (never cropped); unfit mixes dropped")
     p.add_argument("--pad", action="store_true", help="pad every mix with silence to --max-seconds")
+    p.add_argument("--no-swapped-audio", dest="swapped_audio", action="store_false",
+                   help="do not render each mix with one '+' reversed (audio/NAME_swapped/, listed per caption as "
+                        "\"negative_audio\", an audio-side hard negative)")
     p.add_argument("--workers", type=int, default=2, help="processes decoding and rendering audio (1 = in process)")
     return p
 
@@ -79,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                             max_negatives=args.max_negatives, max_positives=args.max_positives,
                             sample_rate=args.sample_rate, crossfade_fraction=args.crossfade,
                             overlay_db=parse_overlay_db(args.overlay_db), peak=args.peak,
-                            max_seconds=args.max_seconds, pad=args.pad, workers=args.workers)
+                            max_seconds=args.max_seconds, pad=args.pad, swapped_audio=args.swapped_audio,
+                            workers=args.workers)
     except ValueError as exc:
         build_parser().error(str(exc))
     summary = compose(cfg)
@@ -88,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(f"composed {summary['clips']} clips -> {summary['out']} [{per}]; event clips: {summary['events_usable']} of "
           f"{summary['events_total']} used ({len(summary['skipped_events'])} failed to decode, "
           f"{summary['too_long_events']} too long); {summary['unfit']} mixes did not fit, "
-          f"{summary['render_failed']} failed to render; {summary['audio_seconds']:.0f} s of audio in "
+          f"{summary['render_failed']} failed to render; {summary['swapped_audio']} order-swapped twins; "
+          f"{summary['audio_seconds']:.0f} s of audio in "
           f"{summary['elapsed_s']:.1f} s")
     sys.stdout.flush()
     return summary

@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-val", type=int, default=150, help="validation clips")
     p.add_argument("--num-test", type=int, default=150, help="test clips")
     p.add_argument("--num-compa", type=int, default=60, help="rows in each of compa_order.csv and compa_attribute.csv")
+    p.add_argument("--num-compa-train", type=int, default=None,
+                   help="rows in each of compa_order_train.csv and compa_attribute_train.csv, built from training "
+                        "pairs only (default: --num-compa)")
     p.add_argument("--num-events", type=int, default=300, help="single-event clips in events.jsonl")
     p.add_argument("--sample-rate", type=int, default=16000, help="output sample rate in Hz")
     p.add_argument("--workers", type=int, default=2, help="processes rendering audio (1 = in process)")
@@ -29,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pad", action=argparse.BooleanOptionalAction, default=True,
                    help="pad train/val/test and CompA clips with silence to exactly 4 s (a loader that "
                         "repeat-pads short clips would otherwise turn 'A then B' into 'A B A B')")
+    p.add_argument("--audio-negatives", action=argparse.BooleanOptionalAction, default=True,
+                   help="render every sequence train clip reversed and 2-event train clips with one attribute traded "
+                        "between the events, listed per caption as \"negative_audio\" in train.jsonl")
     p.add_argument("--speech", action="store_true",
                    help="add spoken-word events via espeak-ng when it is installed (skipped silently otherwise)")
     return p
@@ -40,15 +46,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     args = build_parser().parse_args(argv)
     cfg = DemoWorldConfig(out=args.out, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
-                          num_test=args.num_test, num_compa=args.num_compa, num_events=args.num_events,
+                          num_test=args.num_test, num_compa=args.num_compa,
+                          num_compa_train=args.num_compa_train, num_events=args.num_events,
                           sample_rate=args.sample_rate, workers=args.workers,
                           tokenizer_vocab=args.tokenizer_vocab, pad_clips=args.pad,
-                          include_speech=args.speech)
+                          include_speech=args.speech, audio_negatives=args.audio_negatives)
     start = time.perf_counter()
     summary = build_demo_world(cfg)
     elapsed = time.perf_counter() - start
     print(f"demo world -> {summary['out']}: {cfg.num_train}/{cfg.num_val}/{cfg.num_test} train/val/test clips, "
-          f"{cfg.num_events} events, {cfg.num_compa}+{cfg.num_compa} CompA rows, {summary['types']} event types, "
+          f"{cfg.num_events} events, {cfg.num_compa}+{cfg.num_compa} CompA rows (+ training ones), {summary['types']} event types, "
           f"{summary['held_out_pairs']} held-out pairs, {summary['files']} files, "
           f"{summary['audio_seconds']:.0f} s of audio in {elapsed:.1f} s")
     summary["elapsed_s"] = elapsed

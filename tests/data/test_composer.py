@@ -180,3 +180,68 @@ def test_a_clip_failing_while_rendering_drops_its_mixes(events, tmp_path, monkey
     assert all(e["audio"] != "audio/00.flac" for r in recs for e in r["events"])
     assert "(while rendering mixes) failed to decode" in capsys.readouterr().err
     assert real({"sources": {0: str(tmp_path / "missing.flac")}, "sample_rate": SR})[1].endswith("missing.flac")
+
+
+@pytest.fixture(scope="module")
+def two_clip_events(tmp_path_factory) -> Path:
+    """Two clips told apart by their energy envelope: a 0.5 s loud tone and a 1.0 s quiet noise."""
+    root = tmp_path_factory.mktemp("two_events")
+    t = np.arange(SR // 2) / SR
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    noise = (0.05 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32)
+    sf.write(root / "tone.flac", tone, SR)
+    sf.write(root / "noise.flac", noise, SR)
+    manifest = root / "events.jsonl"
+    manifest.write_text(json.dumps({"audio": "tone.flac", "label": "tone"}) + "\n"
+                        + json.dumps({"audio": "noise.flac", "label": "noise"}) + "\n")
+    return manifest
+
+
+def _envelope_db(x: np.ndarray, frame: int = 400) -> np.ndarray:
+    n = len(x) // frame
+    return 10 * np.log10(np.mean(x[: n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1) + 1e-12)
+
+
+def test_swapped_audio_holds_the_same_events_in_the_other_order(two_clip_events, tmp_path):
+    cfg = ComposeConfig(events=str(two_clip_events), out=str(tmp_path), num=6, seed=0, events_per_mix={2: 1.0},
+                        p_sequence=1.0, workers=1, peak=None, overlay_db=None)
+    summary = compose(cfg)
+    recs = _records(tmp_path / "train.jsonl")
+    assert recs and summary["swapped_audio"] == len(recs)
+    lengths = {"tone": SR // 2, "noise": SR}
+    for i, rec in enumerate(recs):
+        (neg,) = rec["negative_audio"][0]
+        assert len(rec["negative_audio"]) == len(rec["captions"]) and neg["kind"] == "order"
+        assert neg["audio"].startswith("audio/train_swapped/") and neg["audio"].endswith("_order.flac")
+        first, second = (e["label"] for e in rec["events"])
+        assert first != second  # two distinct labels when the pool allows
+        orig, _ = sf.read(tmp_path / rec["audio"], dtype="float32")
+        swapped, _ = sf.read(tmp_path / neg["audio"], dtype="float32")
+        assert len(swapped) == len(orig)
+        fade = int(0.1 * min(lengths.values()))
+        la, lb = lengths[first], lengths[second]
+        # Each event's samples clear of the crossfade, in the original (A at 0, B at la - fade) and in the swap
+        # (B at 0, A at lb - fade): the same samples, so the same envelope, in the other order.
+        a_orig, b_orig = orig[fade: la - fade], orig[la: la + lb - 2 * fade]
+        b_swap, a_swap = swapped[fade: lb - fade], swapped[lb: lb + la - 2 * fade]
+        for x, y in ((a_orig, a_swap), (b_orig, b_swap)):
+            assert len(x) == len(y) > 0
+            np.testing.assert_allclose(_envelope_db(x), _envelope_db(y), atol=0.1)
+            np.testing.assert_allclose(x, y, atol=1e-4)  # levels kept (peak=None); 16-bit quantisation only
+        env = _envelope_db(swapped)
+        loud_first = first == "tone"  # the swap starts with the second event: quiet noise after a tone, and back
+        assert (env[:5].mean() > env[-5:].mean() + 10) == (not loud_first)
+        assert (env[:5].mean() < env[-5:].mean() - 10) == loud_first
+
+
+def test_swapped_audio_skipped_without_a_sequence_and_switched_off(two_clip_events, tmp_path):
+    cli = _load_cli()
+    args = ["--events", str(two_clip_events), "--num", "4", "--events-per-mix", "{2: 1}", "--workers", "1"]
+    cli.main(args + ["--out", str(tmp_path / "overlays"), "--p-sequence", "0"])
+    recs = _records(tmp_path / "overlays" / "train.jsonl")
+    assert recs and all(r["negative_audio"] == [[]] for r in recs)  # a * b swapped is the same audio
+    assert not (tmp_path / "overlays" / "audio" / "train_swapped").exists()
+    cli.main(args + ["--out", str(tmp_path / "off"), "--p-sequence", "1", "--no-swapped-audio"])
+    recs = _records(tmp_path / "off" / "train.jsonl")
+    assert recs and all("negative_audio" not in r for r in recs)
+    assert not (tmp_path / "off" / "audio" / "train_swapped").exists()

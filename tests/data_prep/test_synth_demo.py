@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,12 @@ import soundfile as sf
 from compclap.audio.synth import EVENT_TYPES, render_event
 from compclap.data.demo_world import (
     COMPA_COLUMNS,
+    CROSSFADE_FRACTION,
     MAX_CLIP_S,
     SceneSampler,
+    _section_rng,
+    build_demo_world,
+    DemoWorldConfig,
     caption_scene,
     caption_scene_n,
     choose_held_out_pairs,
@@ -35,7 +40,8 @@ SR = 16000
 TINY = ["--seed", "3", "--num-train", "12", "--num-val", "4", "--num-test", "4", "--num-compa", "4",
         "--num-events", "13", "--tokenizer-vocab", "300"]
 OUTPUTS = ["train.jsonl", "val.jsonl", "test.jsonl", "events.jsonl", "compa_order.csv", "compa_attribute.csv",
-           "meta.json"]
+           "compa_order_train.csv", "compa_attribute_train.csv", "meta.json"]
+PINNED = Path(__file__).with_name("tiny_world_seed3.json")  # TINY's outputs before audio negatives existed
 
 
 def _load_script():
@@ -72,7 +78,8 @@ def test_manifests_are_valid_and_audio_decodes(worlds):
         records = _read_jsonl(out / f"{split}.jsonl")
         assert len(records) == count
         for r in records:
-            assert set(r) == {"audio", "captions", "events", "relation", "expression"}
+            extra = {"negative_audio"} if split == "train" else set()
+            assert set(r) == {"audio", "captions", "events", "relation", "expression"} | extra
             assert r["audio"].startswith(f"audio/{split}/") and r["audio"].endswith(".flac")
             assert len(r["captions"]) == 3 and all(isinstance(c, str) and c for c in r["captions"])
             assert r["relation"] in ("single", "sequence", "overlay")
@@ -109,7 +116,8 @@ def test_held_out_pairs_absent_from_train(worlds):
 
 def test_compa_csvs(worlds):
     out, _ = worlds
-    for name in ("order", "attribute"):
+    for name, folder in (("order", "compa/order"), ("attribute", "compa/attribute"),
+                         ("order_train", "compa_train/order"), ("attribute_train", "compa_train/attribute")):
         columns, rows = _read_csv(out / f"compa_{name}.csv")
         assert columns == COMPA_COLUMNS == ["pair_caption", "reversed_pair_caption", "pair_file",
                                             "reversed_pair_file", "triplet_caption", "triplet_file"]
@@ -120,10 +128,10 @@ def test_compa_csvs(worlds):
                 if row[key] == "-":
                     assert key == "triplet_file" and row["triplet_caption"] == "-"
                     continue
-                assert row[key].startswith(f"compa/{name}/")
+                assert row[key].startswith(f"{folder}/")
                 audio, sr = sf.read(out / row[key], dtype="float32")
                 assert sr == SR and len(audio) <= MAX_CLIP_S * SR
-            if name == "order":
+            if name.startswith("order"):
                 a, b = row["pair_caption"].split(" followed by ")
                 assert row["reversed_pair_caption"].lower() == f"{b} followed by {a}".lower()
             else:
@@ -137,7 +145,9 @@ def test_same_seed_same_bytes_whatever_the_worker_count(worlds):
 
     def digest(root: Path) -> str:
         h = hashlib.sha256()
-        for p in sorted(root.glob("**/*.flac")):
+        files = sorted(root.glob("**/*.flac"))
+        assert any("train_swapped" in p.parts for p in files) and any("compa_train" in p.parts for p in files)
+        for p in files:
             h.update(p.relative_to(root).as_posix().encode())
             h.update(p.read_bytes())
         return h.hexdigest()
@@ -259,3 +269,163 @@ def test_captions_are_capitalised_and_varied():
     rng = np.random.default_rng(9)
     captions = {caption_scene(sampler.sample(), rng) for _ in range(100)}
     assert len(captions) > 90 and all(c[0].isupper() for c in captions)
+
+
+# --- audio negatives and training CompA files (issue 11) -----------------------------------------
+
+def _strip_negative_audio(path: Path) -> bytes:
+    """train.jsonl as it was written before the negative_audio field existed (the field is the last key)."""
+    records = _read_jsonl(path)
+    assert all(list(r)[-1] == "negative_audio" for r in records)
+    return "".join(json.dumps({k: v for k, v in r.items() if k != "negative_audio"}, ensure_ascii=False) + "\n"
+                   for r in records).encode()
+
+
+def test_existing_outputs_are_unchanged(worlds):
+    out, _ = worlds
+    pinned = json.loads(PINNED.read_text())
+    for name, digest in pinned["text_sha256"].items():
+        data = _strip_negative_audio(out / name) if name == "train.jsonl" else (out / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == digest, name
+    for rel, (n, rms) in pinned["audio"].items():  # every clip of train/val/test/events/CompA, same samples
+        audio, _ = sf.read(out / rel, dtype="float64")
+        assert len(audio) == n and np.sqrt(np.mean(audio ** 2)) == pytest.approx(rms, rel=1e-4), rel
+
+
+def _train_scenes(seed: int, count: int) -> list:
+    """The train split's scenes, drawn as build_demo_world draws them (captions advance the same stream)."""
+    types = event_types()
+    sampler = SceneSampler(types, choose_held_out_pairs(types, seed), _section_rng(seed, "train"), "train")
+    scenes = []
+    for _ in range(count):
+        scenes.append(sampler.sample())
+        caption_scene_n(scenes[-1], sampler.rng, 3)
+    return scenes
+
+
+def _layout(lengths: list[int], gaps: list[float]) -> tuple[list[int], list[int]]:
+    """Start sample of each event and the fade of each junction, as concat_crossfade places them."""
+    starts, fades, end = [0], [], lengths[0]
+    for prev, nxt, gap in zip(lengths[:-1], lengths[1:], gaps):
+        fade, gap_n = int(CROSSFADE_FRACTION * min(prev, nxt)), int(round(gap * SR))
+        start = end + gap_n if gap_n > 0 or fade == 0 else end - fade
+        starts.append(start)
+        fades.append(fade)
+        end = start + nxt
+    return starts, fades
+
+
+def _frame_db(x: np.ndarray, frame: int = 320) -> np.ndarray:
+    n = len(x) // frame
+    return 10 * np.log10(np.mean(x[: n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1) + 1e-10)
+
+
+def test_every_sequence_train_clip_has_its_reversed_arrangement_as_order_negative(worlds):
+    out, _ = worlds
+    records = _read_jsonl(out / "train.jsonl")
+    scenes = _train_scenes(3, len(records))
+    checked = 0
+    for i, (rec, scene) in enumerate(zip(records, scenes)):
+        assert [e.to_json() for e in scene.events] == rec["events"]
+        assert len(rec["negative_audio"]) == len(rec["captions"])
+        orders = [[n for n in negs if n["kind"] == "order"] for negs in rec["negative_audio"]]
+        if rec["relation"] != "sequence":
+            assert orders == [[]] * 3
+            continue
+        expected = {"audio": f"audio/train_swapped/{i:06d}_order.flac", "kind": "order"}
+        assert orders == [[expected]] * 3  # every sequence caption states the order
+        lengths = [len(render_event(e.type, e.attributes(), e.seed, SR)) for e in scene.events]
+        starts, fades = _layout(lengths, list(scene.gaps_s))
+        rev_starts, _ = _layout(lengths[::-1], list(scene.gaps_s)[::-1])
+        rev_starts = rev_starts[::-1]  # indexed by the original event
+        orig, _ = sf.read(out / rec["audio"], dtype="float32")
+        swapped, _ = sf.read(out / expected["audio"], dtype="float32")
+        assert len(swapped) == len(orig) == MAX_CLIP_S * SR
+        n = len(lengths)
+        for k in range(n):
+            # Clear of the fades at both of its junctions, event k sounds alone, in both files.
+            f = max(fades[k - 1] if k else 0, fades[k] if k < n - 1 else 0)
+            x = orig[starts[k] + f: starts[k] + lengths[k] - f]
+            y = swapped[rev_starts[k] + f: rev_starts[k] + lengths[k] - f]
+            assert len(x) == len(y) > SR // 10
+            assert _corr(x, y) > 0.999
+            diff = _frame_db(x) - _frame_db(y)
+            assert np.all(np.abs(diff - np.median(diff)) < 0.5) and abs(np.median(diff)) < 3.1  # only clip-guard gain
+        checked += 1
+    assert checked >= 3
+
+
+ATTRIBUTE_OF = {key: [w for w, (k, _) in ADJECTIVE_MEANING.items() if k == key]
+                for key in ("loudness", "pitch", "duration")}
+
+
+def _names_attribute(caption: str, type_name: str, attribute: str) -> bool:
+    m = re.search(rf"\b(?:a|an) ((?:(?:{ADJECTIVES}) )*){re.escape(head_noun(type_name))}\b", caption.lower())
+    assert m, (type_name, caption)
+    return any(word in ATTRIBUTE_OF[attribute] for word in m.group(1).split())
+
+
+def test_attribute_negatives_only_for_captions_naming_the_attribute(worlds):
+    out, _ = worlds
+    records = _read_jsonl(out / "train.jsonl")
+    scenes = _train_scenes(3, len(records))
+    with_attribute = 0
+    for i, (rec, scene) in enumerate(zip(records, scenes)):
+        attrs = {n["attribute"] for negs in rec["negative_audio"] for n in negs if n["kind"] == "attribute"}
+        if len(scene.events) != 2 or all(getattr(scene.events[0], k) == getattr(scene.events[1], k)
+                                         for k in ("loudness", "pitch", "duration")):
+            assert not attrs
+            continue
+        if not attrs:  # no caption named the drawn attribute: nothing was rendered
+            assert not (out / f"audio/train_swapped/{i:06d}_attribute.flac").exists()
+            continue
+        (attr,) = attrs
+        a, b = scene.events
+        assert getattr(a, attr) != getattr(b, attr)
+        for caption, negs in zip(rec["captions"], rec["negative_audio"]):
+            names = any(_names_attribute(caption, e.type, attr) for e in scene.events)
+            has = [n for n in negs if n["kind"] == "attribute"]
+            assert bool(has) == names, (caption, attr)
+        path = f"audio/train_swapped/{i:06d}_attribute.flac"
+        assert all(n["audio"] == path for negs in rec["negative_audio"] for n in negs if n["kind"] == "attribute")
+        # The file is the same two instances (seeds, gaps, onsets) with that attribute's values traded.
+        traded = replace(scene, events=(replace(a, **{attr: getattr(b, attr)}), replace(b, **{attr: getattr(a, attr)})))
+        audio, _ = sf.read(out / path, dtype="float32")
+        np.testing.assert_allclose(audio, render_scene(traded, SR, pad_to_seconds=MAX_CLIP_S), atol=1e-4)
+        assert not np.allclose(audio, render_scene(scene, SR, pad_to_seconds=MAX_CLIP_S), atol=1e-2)
+        with_attribute += 1
+    assert with_attribute >= 2
+
+
+def test_training_compa_files_use_training_pairs_only(worlds):
+    out, _ = worlds
+    meta = json.loads((out / "meta.json").read_text())
+    held = {tuple(sorted(p)) for p in meta["held_out_pairs"]}
+    assert meta["files"]["compa_order_train"] == "compa_order_train.csv"
+    assert meta["files"]["compa_attribute_train"] == "compa_attribute_train.csv"
+    counts = meta["counts"]["train_negative_audio"]
+    records = _read_jsonl(out / "train.jsonl")
+    assert counts["order"] == sum(r["relation"] == "sequence" for r in records) and counts["attribute"] > 0
+    types = sorted(event_types(), key=lambda t: -len(head_noun(t)))  # "engine rumble" before "rumble"-like nouns
+    for name in ("order_train", "attribute_train"):
+        _, rows = _read_csv(out / f"compa_{name}.csv")
+        assert len(rows) == 4
+        for row in rows:
+            mentioned = {t for t in types if re.search(rf"\b{re.escape(head_noun(t))}\b", row["pair_caption"].lower())}
+            assert len(mentioned) == 2 and tuple(sorted(mentioned)) not in held, row["pair_caption"]
+    # The same functions with the held-out pairs offered would use them for half the rows: the exclusion is what
+    # keeps them out, on many rows.
+    types = event_types()
+    held_list = choose_held_out_pairs(types, 0)
+    for rows in (compa_order_rows(np.random.default_rng(1), types, [], 200, exclude=held_list),
+                 compa_attribute_rows(np.random.default_rng(2), types, [], 200, exclude=held_list)):
+        assert not {tuple(sorted(e.type for e in r["pair"].events)) for r in rows} & set(held_list)
+
+
+def test_audio_negatives_can_be_switched_off(tmp_path):
+    build_demo_world(DemoWorldConfig(out=str(tmp_path), seed=3, num_train=6, num_val=1, num_test=1, num_compa=1,
+                                     num_events=1, tokenizer_vocab=0, workers=1, audio_negatives=False))
+    assert all("negative_audio" not in r for r in _read_jsonl(tmp_path / "train.jsonl"))
+    assert not (tmp_path / "audio" / "train_swapped").exists()
+    assert json.loads((tmp_path / "meta.json").read_text())["counts"]["train_negative_audio"] == {
+        "order": 0, "attribute": 0}

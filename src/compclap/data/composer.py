@@ -21,10 +21,14 @@ Pipeline (`compose(ComposeConfig(...))`, CLI: `data_prep/compose.py`):
 4. Render in a process pool: sequences crossfade (`crossfade_fraction` of the shorter neighbour),
    overlays mix at a sampled RMS level ratio (`overlay_db`), nothing clips, the result is
    peak-normalised (`peak`), optionally padded with silence to `max_seconds` (`pad`), and written as
-   16-bit FLAC.
+   16-bit FLAC. With `swapped_audio`, a mix containing a `+` is also rendered from the same clips with one
+   `+` reversed (the root if it is one, else the first in pre-order; `swaps.order_swapped_tree`), same
+   levels and crossfades, to `audio/<stem>_swapped/NNNNNN_order.flac`: audio its full caption is false of.
 5. Write the manifest: one line per mix, `{"audio", "captions": [full caption], "negatives": [[...]]
    (parallel to captions), "positives": [full caption, sub-expression captions...], "expression",
-   "n_events", "seconds", "events": [{"audio", "label"(, "category")}]}`, plus `<name>_compose.json`
+   "n_events", "seconds", "events": [{"audio", "label"(, "category")}]}` and, with `swapped_audio`,
+   `"negative_audio": [[{"audio": <swapped file>, "kind": "order"}]]` (parallel to captions; `[[]]` when no
+   swap changes the caption, e.g. no `+`), plus `<name>_compose.json`
    (settings and counts). With `curriculum=[2, 3, 4]` one manifest per stage is written,
    `<name>_stage1.jsonl`, ..., stage k with exactly curriculum[k-1] events per mix (see
    compclap.data.curriculum for switching between them by epoch).
@@ -32,21 +36,20 @@ Pipeline (`compose(ComposeConfig(...))`, CLI: `data_prep/compose.py`):
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
 import time
 import zlib
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from compclap.audio.io import AudioDecodeError, load_audio
+from compclap.data.compose_workers import _parallel_map, _probe, _render_job
 from compclap.data.expressions import (
     DEFAULT_TEMPLATES,
     Leaf,
@@ -61,11 +64,11 @@ from compclap.data.expressions import (
     negatives,
     overlaid_pairs,
     positives,
-    render,
     rendered_length,
     sample_shape,
 )
 from compclap.data.manifest import ManifestError, read_manifest, write_manifest
+from compclap.data.swaps import order_swapped_tree
 
 DEFAULT_EVENTS_PER_MIX: dict[int, float] = {2: 0.3, 3: 0.6, 4: 0.1}
 
@@ -94,6 +97,7 @@ class ComposeConfig:
     max_seconds: float | None = None
     pad: bool = False  # pad with silence (not repetition) to max_seconds
     max_tries: int = 50  # attempts to fit a mix into max_seconds before it is dropped
+    swapped_audio: bool = True  # also render each mix with one `+` reversed: its caption's "negative_audio"
     workers: int = 2
 
 
@@ -201,68 +205,6 @@ def read_events(path: str | os.PathLike, phrase_source: str = "caption",
         out.append({"path": str(audio), "source": source, "label": label.strip(), "phrase": phrase,
                     "category": categories.get(label.strip().lower())})
     return out
-
-
-# --- workers (module level so a process pool can run them) ---------------------------------------
-
-_CACHE: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
-_CACHE_BUDGET = 16_000_000  # samples per worker (64 MB of float32)
-
-
-def _load_cached(path: str, sample_rate: int) -> np.ndarray:
-    key = (path, sample_rate)
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
-    wave, _ = load_audio(path, sample_rate)
-    _CACHE[key] = wave
-    total = sum(len(w) for w in _CACHE.values())
-    while total > _CACHE_BUDGET and len(_CACHE) > 1:
-        total -= len(_CACHE.popitem(last=False)[1])
-    return wave
-
-
-def _probe(job: tuple[str, int]) -> tuple[int, str | None]:
-    """(length in samples at the target rate, None) or (0, error message)."""
-    path, sample_rate = job
-    try:
-        return len(_load_cached(path, sample_rate)), None
-    except AudioDecodeError as exc:
-        return 0, str(exc)
-
-
-def _render_job(job: dict[str, Any]) -> tuple[int, str | None, str | None]:
-    """Render one planned mix to FLAC: (samples written, None, None) or (0, failing source path, error)."""
-    import soundfile as sf
-
-    clips = {}
-    for idx, path in job["sources"].items():
-        try:
-            clips[idx] = _load_cached(path, job["sample_rate"])
-        except AudioDecodeError as exc:
-            return 0, path, str(exc)
-    audio = render(job["tree"], clips, job["sample_rate"], job["crossfade_fraction"], job["peak"])
-    if job["pad_to"] is not None and len(audio) < job["pad_to"]:
-        audio = np.pad(audio, (0, job["pad_to"] - len(audio)))
-    buf = io.BytesIO()  # encode in memory: libsndfile's FLAC finaliser is slow on a real file
-    sf.write(buf, audio, job["sample_rate"], format="FLAC", subtype="PCM_16")
-    with open(job["path"], "wb") as f:
-        f.write(buf.getvalue())
-    return len(audio), None, None
-
-
-def _parallel_map(fn: Callable, items: Sequence, workers: int) -> list:
-    """fn over items in order; a process pool when workers > 1 (fork where available: no re-import of the package)."""
-    if workers <= 1 or len(items) < 2:
-        return [fn(x) for x in items]
-    import multiprocessing as mp
-
-    # The workers only run numpy/soundfile/soxr code, never torch, so forking a parent that imported
-    # torch is safe; spawn would re-import compclap.data (Lightning) in every worker, seconds each.
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    chunk = max(1, len(items) // (workers * 8))
-    with mp.get_context(method).Pool(processes=workers) as pool:
-        return list(pool.imap(fn, items, chunksize=chunk))
 
 
 # --- planning ------------------------------------------------------------------------------------
@@ -431,11 +373,20 @@ def compose(cfg: ComposeConfig) -> dict[str, Any]:
             length = rendered_length(tree, pool.lengths, cfg.crossfade_fraction)
             rec = {"audio": rel, **describe(tree, cfg.max_negatives, cfg.max_positives), "n_events": n,
                    "seconds": round(length / sr, 6), "events": events}
+            job = {"path": str(out / rel), "tree": tree, "sample_rate": sr,
+                   "sources": {leaf.index: pool.paths[leaf.index] for leaf in leaves(tree)},
+                   "crossfade_fraction": cfg.crossfade_fraction, "peak": cfg.peak,
+                   "pad_to": max_samples if cfg.pad else None}
+            if cfg.swapped_audio:
+                swapped = order_swapped_tree(tree)
+                rec["negative_audio"] = [[]]
+                if swapped is not None:  # same clips, so it fits wherever the mix fits
+                    swapped_rel = f"audio/{stem}_swapped/{i:06d}_order.flac"
+                    (out / "audio" / f"{stem}_swapped").mkdir(parents=True, exist_ok=True)
+                    rec["negative_audio"] = [[{"audio": swapped_rel, "kind": "order"}]]
+                    job["swapped"] = {"path": str(out / swapped_rel), "tree": swapped}
             planned.append((stem, rec))
-            jobs.append({"path": str(out / rel), "tree": tree, "sample_rate": sr,
-                         "sources": {leaf.index: pool.paths[leaf.index] for leaf in leaves(tree)},
-                         "crossfade_fraction": cfg.crossfade_fraction, "peak": cfg.peak,
-                         "pad_to": max_samples if cfg.pad else None})
+            jobs.append(job)
 
     # 3. render in parallel
     results = _parallel_map(_render_job, jobs, cfg.workers)
@@ -464,6 +415,8 @@ def compose(cfg: ComposeConfig) -> dict[str, Any]:
         "event_clips": {"total": len(records), "usable": len(pool), "failed_to_decode": [p for p, _ in bad],
                         "longer_than_max_seconds": too_long},
         "unfit_mixes": dict(unfit),
+        "swapped_audio": {stem: sum(bool(r.get("negative_audio", [[]])[0]) for r in recs)
+                          for stem, recs in manifests.items()},
         "render_failures": [p for p, _ in failed],
     }
     with open(out / f"{cfg.name}_compose.json", "w", encoding="utf-8", newline="\n") as f:
@@ -473,7 +426,8 @@ def compose(cfg: ComposeConfig) -> dict[str, Any]:
             "per_manifest": meta["clips"], "events_per_mix": counts, "events_total": len(records),
             "events_usable": len(pool), "skipped_events": [p for p, _ in bad], "too_long_events": len(too_long),
             "unfit": sum(unfit.values()), "render_failed": len(planned) - sum(len(r) for r in manifests.values()),
-            "audio_seconds": round(seconds, 1), "elapsed_s": time.perf_counter() - start}
+            "audio_seconds": round(seconds, 1), "swapped_audio": sum(meta["swapped_audio"].values()),
+            "elapsed_s": time.perf_counter() - start}
 
 
 def _source_of(pool: EventPool, path: str) -> str:

@@ -1,20 +1,22 @@
-"""The offline demo world: scene sampling, truthful captions, held-out compositions, CompA-style pairs, rendering.
+"""The offline demo world: scene sampling, held-out compositions, rendering, and the whole world's files.
 
 Everything is deterministic for a seed: scenes, captions and per-event seeds are drawn in the main
-process from one seed sequence per section (train, val, test, events, CompA), and audio is then
-rendered from those per-event seeds, so worker count and scheduling never change the output.
+process from one seed sequence per section (train, val, test, events, CompA, swaps), and audio is then
+rendered from those per-event seeds, so worker count and scheduling never change the output. Captions
+live in compclap.data.demo_captions, CompA rows in compclap.data.demo_compa, swapped renderings (the
+training clips' audio negatives) in compclap.data.swaps.
 """
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +32,21 @@ from compclap.audio.synth import (
     render_composition_to_file,
     speech_available,
 )
+from compclap.data.demo_captions import (  # noqa: F401  (re-exported: the demo world's caption API)
+    ATTRIBUTE_ORDER,
+    ATTRIBUTE_WORDS,
+    OVERLAY2_TEMPLATES,
+    SEQUENCE2_TEMPLATES,
+    SEQUENCE3_TEMPLATES,
+    SINGLE_TEMPLATES,
+    caption_scene,
+    caption_scene_mentions,
+    caption_scene_n,
+    caption_scene_n_mentions,
+    head_noun,
+    noun_phrase,
+)
+from compclap.data.swaps import swapped_negatives
 
 MAX_CLIP_S = 4.0  # the demo model looks at 4 s
 CROSSFADE_FRACTION = 0.1
@@ -41,29 +58,12 @@ SCENE_MIX: dict[tuple[str, int], float] = {
     ("single", 1): 0.25, ("sequence", 2): 0.35, ("sequence", 3): 0.15, ("overlay", 2): 0.25}
 HELD_OUT_FRACTION = 0.1  # of all unordered type pairs
 HELD_OUT_SHARE_EVAL = 0.5  # share of multi-event val/test clips built on a held-out pair
-COMPA_COLUMNS = ["pair_caption", "reversed_pair_caption", "pair_file", "reversed_pair_file",
-                 "triplet_caption", "triplet_file"]
-ATTRIBUTE_ORDER = ("duration", "loudness", "pitch")  # adjective order in noun phrases: "a short loud high beep"
-# Caption wording: the first word of each tuple is the canonical one (CompA rows, event captions).
-ATTRIBUTE_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "loudness": {"loud": ("loud",), "soft": ("soft", "quiet")},
-    "pitch": {"high": ("high", "high-pitched"), "low": ("low", "low-pitched")},
-    "duration": {"short": ("short", "brief"), "long": ("long",)},
-}
-SINGLE_TEMPLATES = ("{a}", "the sound of {a}", "{a} can be heard", "there is {a}", "a recording of {a}",
-                    "{a} is heard", "you can hear {a}")
-SEQUENCE2_TEMPLATES = ("{a} followed by {b}", "{a}, then {b}", "{a} and then {b}", "{a} before {b}",
-                       "{b} after {a}", "first {a}, then {b}", "{a} is followed by {b}",
-                       "{a} comes first, then {b}")
-SEQUENCE3_TEMPLATES = ("{a}, then {b}, then {c}", "{a} followed by {b} and then {c}",
-                       "first {a}, then {b}, and finally {c}", "{a}, {b} and then {c}",
-                       "{a} followed by {b}, followed by {c}", "{a} before {b}, and {c} last")
-# Overlay is symmetric, so the renderer is free to swap {a} and {b} when captioning.
-OVERLAY2_TEMPLATES = ("{a} while {b} is heard", "{a} with {b}", "{a} over {b}", "{a} and {b} at the same time",
-                      "{a} and {b} simultaneously", "{a} together with {b}", "{a} mixed with {b}",
-                      "{a} on top of {b}")
 SPLITS = ("train", "val", "test")
-_SECTION_IDS = {"held_out": 0, "train": 1, "val": 2, "test": 3, "events": 4, "compa_order": 5, "compa_attribute": 6}
+# Never renumber: each id seeds one section's stream, so new sections get new ids and old outputs stay as they were.
+_SECTION_IDS = {"held_out": 0, "train": 1, "val": 2, "test": 3, "events": 4, "compa_order": 5, "compa_attribute": 6,
+                "train_swaps": 7, "compa_order_train": 8, "compa_attribute_train": 9}
+# compclap.data.demo_compa imports this module, so its names are re-exported lazily (see __getattr__).
+_COMPA_EXPORTS = ("COMPA_COLUMNS", "compa_order_rows", "compa_attribute_rows")
 
 
 @dataclass(frozen=True)
@@ -119,15 +119,26 @@ class DemoWorldConfig:
     num_val: int = 150
     num_test: int = 150
     num_compa: int = 60
+    num_compa_train: int | None = None  # rows of each compa_*_train.csv (training pairs only); None: num_compa
     num_events: int = 300
     sample_rate: int = 16000
     workers: int = 2
     tokenizer_vocab: int = 1000  # 0 skips the tokenizer
     pad_clips: bool = True  # pad train/val/test and CompA clips with silence to exactly MAX_CLIP_S
     include_speech: bool = False
+    audio_negatives: bool = True  # render swapped train clips and list them as "negative_audio" of the captions
 
 
 # --- types and held-out compositions ---------------------------------------------------------
+
+def __getattr__(name: str) -> Any:
+    """Names re-exported from compclap.data.demo_compa, imported on first use."""
+    if name in _COMPA_EXPORTS:
+        from compclap.data import demo_compa
+
+        return getattr(demo_compa, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def event_types(include_speech: bool = False) -> list[str]:
     """Names of the event types the world uses; speech only when asked for and espeak-ng is installed."""
@@ -245,77 +256,6 @@ class SceneSampler:
         return make_scene(rng, relation, [sample_event(rng, t) for t in types])
 
 
-# --- captions --------------------------------------------------------------------------------
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
-
-
-def head_noun(type_name: str) -> str:
-    """The type's noun without its article: 'beep', 'engine rumble'."""
-    phrase = get_event_type(type_name).noun_phrase
-    first, _, rest = phrase.partition(" ")
-    return rest if first in ("a", "an") else phrase
-
-
-def noun_phrase(event: EventSpec, include: Iterable[str] = ATTRIBUTE_ORDER,
-                rng: np.random.Generator | None = None) -> str:
-    """'a short loud high beep': the listed attributes as adjectives; with `rng`, synonyms are varied."""
-    include = set(include)
-    words = []
-    for key in ATTRIBUTE_ORDER:
-        if key in include:
-            options = ATTRIBUTE_WORDS[key][getattr(event, key)]
-            words.append(options[int(rng.integers(len(options)))] if rng is not None else options[0])
-    words.append(head_noun(event.type))
-    return f"{_article(words[0])} {' '.join(words)}"
-
-
-def _capitalise(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def _attribute_subset(rng: np.random.Generator) -> tuple[str, ...]:
-    # A third of the mentions carry every attribute; the rest a random subset (possibly none).
-    if rng.random() < 0.35:
-        return ATTRIBUTE_ORDER
-    return tuple(k for k in ATTRIBUTE_ORDER if rng.random() < 0.5)
-
-
-def caption_scene(scene: Scene, rng: np.random.Generator) -> str:
-    """One caption that is true of the scene: order words follow the audio order, attributes the rendered ones."""
-    phrases = [noun_phrase(e, _attribute_subset(rng), rng) for e in scene.events]
-    n = len(phrases)
-    if scene.relation == "single":
-        templates: Sequence[str] = SINGLE_TEMPLATES
-    elif scene.relation == "sequence":
-        templates = SEQUENCE2_TEMPLATES if n == 2 else SEQUENCE3_TEMPLATES
-        if n > 3:
-            raise ValueError("sequence captions support at most 3 events")
-    elif scene.relation == "overlay" and n == 2:
-        templates = OVERLAY2_TEMPLATES
-        if rng.random() < 0.5:
-            phrases = phrases[::-1]
-    else:
-        raise ValueError(f"no caption templates for {scene.relation} with {n} events")
-    template = templates[int(rng.integers(len(templates)))]
-    return _capitalise(template.format(**dict(zip("abc", phrases))))
-
-
-def caption_scene_n(scene: Scene, rng: np.random.Generator, n: int = 3) -> list[str]:
-    """`n` distinct captions for a scene (distinct as long as the templates allow)."""
-    captions: list[str] = []
-    for _ in range(50 * n):
-        c = caption_scene(scene, rng)
-        if c not in captions:
-            captions.append(c)
-        if len(captions) == n:
-            break
-    while len(captions) < n:  # only reachable with a template set too small for n
-        captions.append(captions[len(captions) % max(1, len(captions))])
-    return captions
-
-
 # --- rendering -------------------------------------------------------------------------------
 
 def render_scene(scene: Scene, sample_rate: int = 16000, max_seconds: float | None = MAX_CLIP_S,
@@ -343,77 +283,6 @@ def render_jobs(jobs: Sequence[tuple[str, Scene, int, float | None]], workers: i
         return list(pool.imap(render_composition_to_file, plain, chunksize=chunk))
 
 
-# --- CompA-style benchmark rows --------------------------------------------------------------
-
-def _pick_pair(rng: np.random.Generator, types: Sequence[str], held_out: Sequence[tuple[str, str]],
-               use_held_out: bool) -> list[str]:
-    if use_held_out and held_out:
-        pair = list(held_out[int(rng.integers(len(held_out)))])
-    else:
-        pair = [str(t) for t in rng.choice(list(types), size=2, replace=False)]
-    rng.shuffle(pair)
-    return pair
-
-
-def compa_order_rows(rng: np.random.Generator, types: Sequence[str], held_out: Sequence[tuple[str, str]],
-                     n: int, triplet_share: float = 0.5) -> list[dict]:
-    """CompA-order rows: A then B vs B then A from the same two event instances; some rows add A and B overlaid.
-
-    Both events are loud so that order is the only thing that separates the candidates.
-    """
-    rows = []
-    for i in range(n):
-        a_type, b_type = _pick_pair(rng, types, held_out, use_held_out=i % 2 == 0)
-        a, b = sample_event(rng, a_type, loudness="loud"), sample_event(rng, b_type, loudness="loud")
-        gap = _sequence_gaps(rng, [a, b])
-        pa, pb = noun_phrase(a, ()), noun_phrase(b, ())
-        row = {
-            "pair": Scene("sequence", (a, b), gaps_s=gap),
-            "reversed": Scene("sequence", (b, a), gaps_s=gap),
-            "pair_caption": _capitalise(f"{pa} followed by {pb}"),
-            "reversed_pair_caption": _capitalise(f"{pb} followed by {pa}"),
-            "triplet": None,
-            "triplet_caption": "-",
-        }
-        if rng.random() < triplet_share:
-            row["triplet"] = Scene("overlay", (a, b), offsets_s=(0.0, 0.0))
-            row["triplet_caption"] = _capitalise(f"{pa} and {pb} at the same time")
-        rows.append(row)
-    return rows
-
-
-def compa_attribute_rows(rng: np.random.Generator, types: Sequence[str], held_out: Sequence[tuple[str, str]],
-                         n: int) -> list[dict]:
-    """CompA-attribute rows: 'a loud A and a soft B' vs 'a soft A and a loud B', rendered from the same instances.
-
-    The swapped attribute cycles loudness, pitch, duration; the audio plays A then B in both files.
-    """
-    kinds = ("loudness", "pitch", "duration")
-    rows = []
-    for i in range(n):
-        kind = kinds[i % len(kinds)]
-        a_type, b_type = _pick_pair(rng, types, held_out, use_held_out=i % 2 == 0)
-        v1, v2 = ATTRIBUTE_VALUES[kind]
-        if rng.random() < 0.5:
-            v1, v2 = v2, v1
-        fixed = {} if kind == "loudness" else {"loudness": "loud"}
-        a = replace(sample_event(rng, a_type, **fixed), **{kind: v1})
-        b = replace(sample_event(rng, b_type, **fixed), **{kind: v2})
-        a_rev, b_rev = replace(a, **{kind: v2}), replace(b, **{kind: v1})
-        # Gaps are sized for two long events so both renderings share one gap and fit in MAX_CLIP_S.
-        gap = _sequence_gaps(rng, [replace(a, duration="long"), replace(b, duration="long")])
-        rows.append({
-            "pair": Scene("sequence", (a, b), gaps_s=gap),
-            "reversed": Scene("sequence", (a_rev, b_rev), gaps_s=gap),
-            "pair_caption": _capitalise(f"{noun_phrase(a, (kind,))} and {noun_phrase(b, (kind,))}"),
-            "reversed_pair_caption": _capitalise(f"{noun_phrase(a_rev, (kind,))} and {noun_phrase(b_rev, (kind,))}"),
-            "triplet": None,
-            "triplet_caption": "-",
-            "attribute": kind,
-        })
-    return rows
-
-
 # --- the whole world -------------------------------------------------------------------------
 
 def _dump_jsonl(path: Path, records: Iterable[dict]) -> None:
@@ -424,28 +293,45 @@ def _dump_jsonl(path: Path, records: Iterable[dict]) -> None:
 
 def build_demo_world(cfg: DemoWorldConfig) -> dict:
     """Generate the whole demo world under `cfg.out` (audio, manifests, CompA CSVs, tokenizer, meta.json)."""
+    from compclap.data.demo_compa import compa_attribute_rows, compa_files, compa_order_rows, write_compa_csv
+
     out = Path(cfg.out)
     sr = int(cfg.sample_rate)
     types = event_types(cfg.include_speech)
     held_out = choose_held_out_pairs(types, cfg.seed)
     pad = MAX_CLIP_S if cfg.pad_clips else None
     jobs: list[tuple[str, Scene, int, float | None]] = []
-    job_owner: list[tuple[str, int]] = []  # (section, index) per job, to total up seconds
+    job_owner: list[str] = []  # section per job, to total up seconds
     manifests: dict[str, list[dict]] = {}
     held_set = set(held_out)
+    negative_counts: Counter = Counter()
 
     for split, count in zip(SPLITS, (cfg.num_train, cfg.num_val, cfg.num_test)):
         sampler = SceneSampler(types, held_out, _section_rng(cfg.seed, split), split)
         (out / "audio" / split).mkdir(parents=True, exist_ok=True)
+        swaps = split == "train" and cfg.audio_negatives
+        if swaps:
+            (out / "audio" / "train_swapped").mkdir(parents=True, exist_ok=True)
         records = []
         for i in range(count):
             scene = sampler.sample()
             rel = f"audio/{split}/{i:06d}.flac"
-            records.append({"audio": rel, "captions": caption_scene_n(scene, sampler.rng, 3),
+            described = caption_scene_n_mentions(scene, sampler.rng, 3)
+            records.append({"audio": rel, "captions": [c for c, _ in described],
                             "events": [e.to_json() for e in scene.events], "relation": scene.relation,
                             "expression": scene.expression()})
             jobs.append((str(out / rel), scene, sr, pad))
-            job_owner.append((split, i))
+            job_owner.append(split)
+            if swaps:
+                # A stream per clip from its own section: the split's stream (captions) is never touched.
+                rng = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), _SECTION_IDS["train_swaps"], i]))
+                negs, renders = swapped_negatives(scene, [m for _, m in described], f"audio/train_swapped/{i:06d}",
+                                                  rng)
+                records[-1]["negative_audio"] = negs
+                for path, swapped, kind in renders:
+                    jobs.append((str(out / path), swapped, sr, pad))
+                    job_owner.append("train_swapped")
+                    negative_counts[kind] += 1
         manifests[split] = records
 
     rng = _section_rng(cfg.seed, "events")
@@ -459,50 +345,40 @@ def build_demo_world(cfg: DemoWorldConfig) -> dict:
                               "attributes": ev.attributes()})
         # Never padded: a composer concatenates these, and trailing silence would become a gap.
         jobs.append((str(out / rel), Scene("single", (ev,)), sr, None))
-        job_owner.append(("events", i))
+        job_owner.append("events")
 
-    compa = {
-        "order": compa_order_rows(_section_rng(cfg.seed, "compa_order"), types, held_out, cfg.num_compa),
-        "attribute": compa_attribute_rows(_section_rng(cfg.seed, "compa_attribute"), types, held_out,
-                                          cfg.num_compa),
+    num_train_rows = cfg.num_compa if cfg.num_compa_train is None else cfg.num_compa_train
+    compa = {  # (rows, audio folder); the train files are built from training pairs only, never held-out ones
+        "order": (compa_order_rows(_section_rng(cfg.seed, "compa_order"), types, held_out, cfg.num_compa),
+                  "compa/order"),
+        "attribute": (compa_attribute_rows(_section_rng(cfg.seed, "compa_attribute"), types, held_out,
+                                           cfg.num_compa), "compa/attribute"),
+        "order_train": (compa_order_rows(_section_rng(cfg.seed, "compa_order_train"), types, [], num_train_rows,
+                                         exclude=held_out), "compa_train/order"),
+        "attribute_train": (compa_attribute_rows(_section_rng(cfg.seed, "compa_attribute_train"), types, [],
+                                                 num_train_rows, exclude=held_out), "compa_train/attribute"),
     }
     compa_csv_rows: dict[str, list[dict]] = {}
-    for name, rows in compa.items():
-        (out / "compa" / name).mkdir(parents=True, exist_ok=True)
-        csv_rows = []
-        for i, row in enumerate(rows):
-            files = {}
-            for key, suffix in (("pair", "a"), ("reversed", "b"), ("triplet", "c")):
-                if row[key] is None:
-                    files[key] = "-"
-                    continue
-                rel = f"compa/{name}/{i:06d}_{suffix}.flac"
-                jobs.append((str(out / rel), row[key], sr, pad))
-                job_owner.append((f"compa_{name}", i))
-                files[key] = rel
-            csv_rows.append({"pair_caption": row["pair_caption"],
-                             "reversed_pair_caption": row["reversed_pair_caption"],
-                             "pair_file": files["pair"], "reversed_pair_file": files["reversed"],
-                             "triplet_caption": row["triplet_caption"], "triplet_file": files["triplet"]})
-        compa_csv_rows[name] = csv_rows
+    for name, (rows, folder) in compa.items():
+        row_jobs, compa_csv_rows[name] = compa_files(rows, folder, out, sr, pad)
+        jobs += row_jobs
+        job_owner += [f"compa_{name}"] * len(row_jobs)
 
     lengths = render_jobs(jobs, cfg.workers)
     seconds: Counter = Counter()
-    for (section, _), n in zip(job_owner, lengths):
+    for section, n in zip(job_owner, lengths):
         seconds[section] += n / sr
 
     for split in SPLITS:
         _dump_jsonl(out / f"{split}.jsonl", manifests[split])
     _dump_jsonl(out / "events.jsonl", event_records)
     for name, csv_rows in compa_csv_rows.items():
-        with open(out / f"compa_{name}.csv", "w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COMPA_COLUMNS, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(csv_rows)
+        write_compa_csv(out / f"compa_{name}.csv", csv_rows)
 
     all_captions = [c for split in SPLITS for r in manifests[split] for c in r["captions"]]
     all_captions += [c for r in event_records for c in r["captions"]]
-    all_captions += [r[k] for rows in compa_csv_rows.values() for r in rows
+    # The training CompA files only reuse words of these captions; leaving them out keeps the tokenizer as it was.
+    all_captions += [r[k] for name in ("order", "attribute") for r in compa_csv_rows[name]
                      for k in ("pair_caption", "reversed_pair_caption", "triplet_caption") if r[k] != "-"]
     tokenizer_dir = None
     if cfg.tokenizer_vocab > 0:
@@ -521,19 +397,26 @@ def build_demo_world(cfg: DemoWorldConfig) -> dict:
         "clips_padded_to_seconds": pad,
         "counts": {"train": cfg.num_train, "val": cfg.num_val, "test": cfg.num_test, "events": cfg.num_events,
                    "compa_order": cfg.num_compa, "compa_attribute": cfg.num_compa,
-                   "compa_order_triplets": sum(r["triplet"] is not None for r in compa["order"])},
+                   "compa_order_triplets": sum(r["triplet"] is not None for r in compa["order"][0]),
+                   "compa_order_train": num_train_rows, "compa_attribute_train": num_train_rows,
+                   "train_negative_audio": {k: negative_counts[k] for k in ("order", "attribute")}},
         "relations": {s: dict(sorted(Counter(r["relation"] for r in manifests[s]).items())) for s in SPLITS},
         "held_out_clips": {s: held_count(manifests[s]) for s in SPLITS},
         "event_types": {t: get_event_type(t).noun_phrase for t in types},
         "held_out_pairs": [list(p) for p in held_out],
         "held_out_policy": ("clips whose event types contain a held-out pair (in either order) occur only in "
-                            "val/test and the CompA files; train never contains both types of such a pair"),
+                            "val/test and the CompA files; train (and compa_*_train) never contains both types "
+                            "of such a pair"),
+        "negative_audio_policy": ("train.jsonl's negative_audio lists, per caption, swapped renderings it is false "
+                                  "of: every sequence reversed (kind order, all its captions); a 2-event clip with "
+                                  "one differing attribute traded between its events (kind attribute, the captions "
+                                  "naming that attribute)"),
         "attributes": {"loudness_level_db": {k: list(v) for k, v in LEVEL_DB_RANGE.items()},
                        "pitch_factor": PITCH_FACTOR,
                        "duration_seconds": {k: list(v) for k, v in DURATION_RANGE_S.items()}},
         "audio_seconds": {k: round(v, 3) for k, v in sorted(seconds.items())},
         "files": {"train": "train.jsonl", "val": "val.jsonl", "test": "test.jsonl", "events": "events.jsonl",
-                  "compa_order": "compa_order.csv", "compa_attribute": "compa_attribute.csv",
+                  **{f"compa_{name}": f"compa_{name}.csv" for name in compa},
                   "tokenizer": "tokenizer" if tokenizer_dir is not None else None},
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "workers")},
     }
