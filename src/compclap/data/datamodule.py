@@ -36,6 +36,8 @@ class ManifestDataModule(L.LightningDataModule):
         hard_negatives: str = "manifest",
         rewriter: dict[str, Any] | None = None,
         negatives_cache_dir: str | None = None,
+        audio_negatives: bool = True,
+        max_audio_negatives: int | None = None,
     ) -> None:
         """Configure the splits.
 
@@ -57,6 +59,10 @@ class ManifestDataModule(L.LightningDataModule):
                 "rewrite" writes them on the fly with the caption rewriter (cached on disk); "none" drops them.
             rewriter: HardNegativeRewriter keyword arguments for "rewrite" (kinds, max_per_kind, seed, spacy_model).
             negatives_cache_dir: folder of the rewrite cache (default: next to the training manifest).
+            audio_negatives: load the training manifest's "negative_audio" (per caption, audio it is false of, e.g.
+                its events swapped) into batch["negative_waveforms"] (B, K, T) with batch["negative_waveform_mask"]
+                (B, K); False drops the field. Validation/test/predict never load them.
+            max_audio_negatives: keep at most this many audio negatives per caption (None: all; 0: none).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -64,6 +70,8 @@ class ManifestDataModule(L.LightningDataModule):
                           "predict": predict_manifest}
         if hard_negatives not in ("manifest", "rewrite", "none"):
             raise ValueError(f"hard_negatives must be 'manifest', 'rewrite' or 'none', got {hard_negatives!r}")
+        if max_audio_negatives is not None and max_audio_negatives < 0:
+            raise ValueError(f"max_audio_negatives must be >= 0 or None, got {max_audio_negatives}")
         self.datasets: dict[str, ManifestDataset] = {}
         self._bad_files = BadFileTracker(max_skipped_fraction)
 
@@ -81,9 +89,11 @@ class ManifestDataModule(L.LightningDataModule):
             records = read_manifest(path)
             if split == "fit":
                 self._prepare_negatives(records, path)
+                self._prepare_audio_negatives(records)
             else:
                 for rec in records:
                     rec.pop("negatives", None)  # evaluation uses positives only
+                    rec.pop("negative_audio", None)
             self.datasets[split] = ManifestDataset(records, self.hparams.sample_rate, self.num_samples,
                                                    train=split == "fit")
         return self.datasets[split]
@@ -104,6 +114,15 @@ class ManifestDataModule(L.LightningDataModule):
                 if negs is not None and (not isinstance(negs, list) or len(negs) != len(rec["captions"])):
                     raise ValueError(f"{manifest}: clip {lineno}: \"negatives\" must be a list parallel to "
                                      f"\"captions\" ({len(rec['captions'])} entries)")
+
+    def _prepare_audio_negatives(self, records: list[dict[str, Any]]) -> None:
+        """Drop the training clips' "negative_audio" (audio_negatives=False) or cap it per caption."""
+        cap = self.hparams.max_audio_negatives
+        for rec in records:
+            if not self.hparams.audio_negatives:
+                rec.pop("negative_audio", None)
+            elif cap is not None and "negative_audio" in rec:
+                rec["negative_audio"] = [negs[:cap] for negs in rec["negative_audio"]]
 
     def prepare_data(self) -> None:
         """Write the rewrite cache once per node (before DDP ranks read it in setup)."""

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from compclap.audio.io import AudioDecodeError, load_audio
-from compclap.audio.transforms import crop_or_pad
+from compclap.audio.transforms import crop_start, repeat_pad
 
 
 class ManifestDataset(Dataset):
@@ -22,6 +22,8 @@ class ManifestDataset(Dataset):
         self.records = records
         # When some clips carry negatives, every item does (empty lists where missing), so every batch has the key.
         self.has_negatives = any("negatives" in r for r in records)
+        # Likewise for audio negatives ("negative_waveforms", possibly empty); evaluation never loads them.
+        self.has_audio_negatives = train and any("negative_audio" in r for r in records)
         self.sample_rate = sample_rate
         self.num_samples = num_samples
         self.train = train
@@ -39,12 +41,16 @@ class ManifestDataset(Dataset):
             wave, _ = load_audio(rec["audio"], self.sample_rate)
         except AudioDecodeError as exc:
             warnings.warn(f"skipping clip: {exc}", stacklevel=2)
-            return {"index": index, "path": rec["audio"], "error": str(exc)}
+            item = {"index": index, "path": rec["audio"], "error": str(exc)}
+            if self.has_audio_negatives:  # tells collate_clips the batch key is due even if every clip failed
+                item["negative_waveforms"] = []
+            return item
         captions = list(rec.get("captions", []))
         if self.has_negatives and "negatives" not in rec:
             rec = {**rec, "negatives": [[] for _ in captions]}
-        item: dict[str, Any] = {"index": index, "path": rec["audio"],
-                                "waveform": crop_or_pad(wave, self.num_samples, rng)}
+        # The crop start is drawn here (exactly as crop_or_pad draws it) so negative audio can take the same crop.
+        start = crop_start(len(wave), self.num_samples, rng)
+        item: dict[str, Any] = {"index": index, "path": rec["audio"], "waveform": self._fit(wave, start)}
         if self.train and captions:
             pick = int(rng.integers(len(captions)))
             item["captions"] = [captions[pick]]
@@ -52,11 +58,35 @@ class ManifestDataset(Dataset):
                 item["negatives"] = [rec["negatives"][pick]]
             if "positives" in rec:  # multi-granular positives of a composed clip (modular loss)
                 item["positives"] = list(rec["positives"])
+            if self.has_audio_negatives:
+                item["negative_waveforms"] = self._negative_waveforms(rec, pick, start)
         else:
             item["captions"] = captions
             if "negatives" in rec:
                 item["negatives"] = rec["negatives"]
+            if self.has_audio_negatives:
+                item["negative_waveforms"] = []
         return item
+
+    def _fit(self, wave: np.ndarray, start: int) -> np.ndarray:
+        """crop_or_pad with a given crop start: a long clip is cut at `start` (clamped), a short one repeat-padded."""
+        if len(wave) > self.num_samples:
+            start = min(start, len(wave) - self.num_samples)
+            return wave[start:start + self.num_samples]
+        return repeat_pad(wave, self.num_samples)
+
+    def _negative_waveforms(self, rec: dict[str, Any], pick: int, start: int) -> list[np.ndarray]:
+        """The picked caption's negative audio, cropped like the clip; a file that fails to decode is left out."""
+        per_caption = rec.get("negative_audio") or []
+        out = []
+        for neg in per_caption[pick] if pick < len(per_caption) else []:
+            try:
+                wave, _ = load_audio(neg["audio"], self.sample_rate)
+            except AudioDecodeError as exc:
+                warnings.warn(f"dropping a negative audio of {rec['audio']!r}: {exc}", stacklevel=3)
+                continue
+            out.append(self._fit(wave, start))
+        return out
 
 
 class ClipSampler(DistributedSampler):
@@ -88,6 +118,8 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Batch decoded clips; failed ones are dropped and listed under "skipped".
 
     Captions are flattened; caption_owner[i] is the position in the batch of the clip that caption i describes.
+    With audio negatives (training): negative_waveforms (B, K, T) float32, row b the audio clip b's caption is
+    false of, zero-padded to the batch's largest count K (0 allowed); negative_waveform_mask (B, K) marks real ones.
     """
     good = [it for it in items if "error" not in it]
     batch: dict[str, Any] = {"skipped": [it["path"] for it in items if "error" in it]}
@@ -105,6 +137,16 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
     if any("negatives" in it for it in good):
         # One list of {"text", "kind"} dicts per caption, parallel to batch["captions"].
         batch["negatives"] = [negs for it in good for negs in it.get("negatives", [[]] * len(it["captions"]))]
+    if any("negative_waveforms" in it for it in items):
+        negs = [it.get("negative_waveforms", []) for it in good]
+        k = max((len(n) for n in negs), default=0)
+        t = batch["waveforms"].shape[1] if good else 0
+        batch["negative_waveforms"] = torch.zeros(len(good), k, t, dtype=torch.float32)
+        batch["negative_waveform_mask"] = torch.zeros(len(good), k, dtype=torch.bool)
+        for b, waves in enumerate(negs):
+            for j, w in enumerate(waves):
+                batch["negative_waveforms"][b, j] = torch.from_numpy(np.asarray(w, dtype=np.float32))
+                batch["negative_waveform_mask"][b, j] = True
     return batch
 
 

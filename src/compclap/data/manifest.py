@@ -1,4 +1,8 @@
-"""JSONL manifests: one clip per line, {"audio": path, "captions": [str, ...], ...}."""
+"""JSONL manifests: one clip per line, {"audio": path, "captions": [str, ...], ...}.
+
+Optional "negative_audio", parallel to "captions": per caption a list of {"audio": path, "kind": str}, audio
+the caption is false of (e.g. its events swapped); those paths resolve like "audio".
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ class ManifestError(ValueError):
 
 
 def read_manifest(path: str | os.PathLike, require_captions: bool = True) -> list[dict[str, Any]]:
-    """Read a manifest; audio paths become absolute (relative ones resolve against the manifest's folder)."""
+    """Read a manifest; audio paths (negative_audio's too) become absolute, relative ones against its folder."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
@@ -33,12 +37,29 @@ def read_manifest(path: str | os.PathLike, require_captions: bool = True) -> lis
             if require_captions and (not isinstance(caps, list) or not caps
                                      or not all(isinstance(c, str) and c.strip() for c in caps)):
                 raise ManifestError(f"{path}:{lineno}: \"captions\" must be a non-empty list of non-empty strings")
-            audio = Path(rec["audio"])
-            rec["audio"] = str(audio if audio.is_absolute() else root / audio)
+            rec["audio"] = _resolve(rec["audio"], root)
+            if "negative_audio" in rec:
+                rec["negative_audio"] = _negative_audio(rec["negative_audio"], len(caps or []), root,
+                                                        f"{path}:{lineno}")
             records.append(rec)
     if not records:
         raise ManifestError(f"{path}: manifest is empty")
     return records
+
+
+def _resolve(audio: str, root: Path) -> str:
+    path = Path(audio)
+    return str(path if path.is_absolute() else root / path)
+
+
+def _negative_audio(value: Any, num_captions: int, root: Path, where: str) -> list[list[dict[str, Any]]]:
+    """Check a "negative_audio" field (one list of {"audio", ...} per caption) and resolve its paths."""
+    if not isinstance(value, list) or len(value) != num_captions or not all(
+            isinstance(negs, list) and all(isinstance(n, dict) and isinstance(n.get("audio"), str) and n["audio"]
+                                           for n in negs) for negs in value):
+        raise ManifestError(f"{where}: \"negative_audio\" must be a list parallel to \"captions\" "
+                            f"({num_captions} entries) of lists of {{\"audio\": path, \"kind\": ...}}")
+    return [[{**n, "audio": _resolve(n["audio"], root)} for n in negs] for negs in value]
 
 
 def write_manifest(records: list[dict[str, Any]], path: str | os.PathLike) -> None:

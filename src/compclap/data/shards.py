@@ -199,6 +199,10 @@ def decode_sample(sample: dict[str, Any], sample_rate: int, num_samples: int, tr
     negs = meta.get("negatives") if negatives else None
     if negs is not None and (not isinstance(negs, list) or len(negs) != len(captions)):
         raise ValueError(f"shard sample {where}: \"negatives\" must be a list parallel to \"captions\"")
+    if train and "negative_audio" in meta:
+        # A shard carries its clip's own audio only; reading negatives from their source paths would defeat streaming.
+        warnings.warn("shards do not support \"negative_audio\" (audio negatives); ignoring it: train on the "
+                      "JSONL manifest (ManifestDataModule) to use them", stacklevel=2)
     if train and captions:
         pick = int(rng.integers(len(captions)))
         item["captions"] = [captions[pick]]
