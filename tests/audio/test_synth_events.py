@@ -124,6 +124,23 @@ def test_render_composition_keeps_absolute_levels():
     assert len(padded) == 4 * SR and np.all(padded[2 * SR:] == 0)
 
 
+def test_cached_events_render_the_same_audio_and_cannot_be_altered():
+    import compclap.audio.synth as synth
+
+    events = [["knock", _attrs(duration="short"), 4], ["bell", _attrs(pitch="high", duration="short"), 5]]
+    plans = [{"relation": "sequence", "events": events, "gaps_s": [0.05]},
+             {"relation": "sequence", "events": events[::-1], "gaps_s": [0.05]},  # its swapped twin: all hits
+             {"relation": "single", "events": events[:1]}]
+    synth._EVENT_CACHE.clear()
+    for plan in plans:
+        cached = render_composition(plan, SR, cache_events=True)
+        np.testing.assert_array_equal(cached, render_composition(plan, SR))
+    assert len(synth._EVENT_CACHE) == 2
+    with pytest.raises(ValueError):  # read-only: a caller mutating its result can never poison the cache
+        render_composition(plans[2], SR, cache_events=True)[:10] *= 2
+    np.testing.assert_array_equal(render_composition(plans[2], SR, cache_events=True), render_composition(plans[2], SR))
+
+
 @pytest.mark.skipif(not speech_available(), reason="espeak-ng not installed")
 def test_speech_event():
     x = speech(np.random.default_rng(0), SR, _attrs(duration="short"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
@@ -391,16 +392,39 @@ def render_event(name: str, attributes: Attributes, seed: int | np.random.Genera
 # [[type, attributes, seed], ...], "gaps_s": [...], "offsets_s": [...]}), so process-pool workers
 # can render it after importing nothing but this light module.
 
+_EVENT_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_EVENT_CACHE_SIZE = 8  # events of the last few plans: a swapped rendering follows its original job
+
+
+def _cached_event(name: str, attributes: Attributes, seed: int, sample_rate: int) -> np.ndarray:
+    """render_event through a small per-process LRU cache; entries are read-only so no caller can alter them."""
+    key = (name, tuple(sorted(dict(attributes).items())), int(seed), sample_rate)
+    if key in _EVENT_CACHE:
+        _EVENT_CACHE.move_to_end(key)
+        return _EVENT_CACHE[key]
+    wave = render_event(name, attributes, seed, sample_rate)
+    wave.setflags(write=False)
+    _EVENT_CACHE[key] = wave
+    while len(_EVENT_CACHE) > _EVENT_CACHE_SIZE:
+        _EVENT_CACHE.popitem(last=False)
+    return wave
+
+
 def render_composition(plan: Mapping, sample_rate: int = 16000, crossfade_fraction: float = 0.1,
-                       max_seconds: float | None = None, pad_to_seconds: float | None = None) -> np.ndarray:
+                       max_seconds: float | None = None, pad_to_seconds: float | None = None,
+                       cache_events: bool = False) -> np.ndarray:
     """Render a plan: one event, a sequence (crossfades/gaps) or an overlay (onsets), keeping absolute levels.
 
     `max_seconds` crops; `pad_to_seconds` appends silence up to that length (a loader that
-    repeat-pads short clips would otherwise turn "A then B" into "A B A B").
+    repeat-pads short clips would otherwise turn "A then B" into "A B A B"). `cache_events` reuses
+    events rendered for recent plans (same type, attributes and seed give the same samples), which
+    makes the swapped renderings that follow their original nearly free of synthesis (an unpadded
+    single-event result may then be a read-only view of the cached event).
     """
     from compclap.audio.mix import concat_crossfade, overlay
 
-    clips = [render_event(name, attrs, seed, sample_rate) for name, attrs, seed in plan["events"]]
+    render = _cached_event if cache_events else render_event
+    clips = [render(name, attrs, seed, sample_rate) for name, attrs, seed in plan["events"]]
     relation = plan["relation"]
     if relation == "single":
         if len(clips) != 1:
@@ -431,7 +455,7 @@ def render_composition_to_file(job: Mapping) -> int:
 
     job = dict(job)
     path, plan, sample_rate = job.pop("path"), job.pop("plan"), job.pop("sample_rate")
-    audio = render_composition(plan, sample_rate, **job)
+    audio = render_composition(plan, sample_rate, cache_events=True, **job)
     # Encoding into memory first: libsndfile's FLAC finaliser is ~10x slower on a real file.
     buf = io.BytesIO()
     sf.write(buf, audio, sample_rate, format="FLAC", subtype="PCM_16")
