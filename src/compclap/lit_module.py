@@ -101,7 +101,12 @@ class CompClapModule(L.LightningModule):
         self._resume_rng_states = checkpoint.get("compclap_rng_states")
 
     def on_train_start(self) -> None:
-        """Restore saved RNG states here, not at load time, so set-up work in between draws nothing from them."""
+        """Warm a frozen text tower's feature cache; restore saved RNG states here, not at load time, so set-up work
+        in between draws nothing from them."""
+        if getattr(self.model.text, "cache_features", False):
+            # Every training text at once, length-sorted: a fraction of the cost of meeting them batch by batch.
+            dataset = getattr(self.trainer.train_dataloader, "dataset", None)
+            self.model.text.warm_cache(_manifest_texts(getattr(dataset, "records", None) or []))
         states, self._resume_rng_states = getattr(self, "_resume_rng_states", None), None
         if states is not None:
             _set_rng_states(states)
@@ -397,6 +402,17 @@ def _hierarchy_pairs(captions: list[str], caption_owner: torch.Tensor, texts: li
         if specific is not None:
             pairs += [(specific, k) for k in ks if texts[k] != full]
     return torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
+
+
+def _manifest_texts(records: list[dict[str, Any]]) -> list[str]:
+    """Every caption, positive and hard-negative text of manifest records, each once."""
+    texts: dict[str, None] = {}
+    for rec in records:
+        texts.update(dict.fromkeys(rec.get("captions") or []))
+        texts.update(dict.fromkeys(rec.get("positives") or []))
+        for negs in rec.get("negatives") or []:
+            texts.update(dict.fromkeys(n["text"] for n in negs if isinstance(n, dict) and "text" in n))
+    return list(texts)
 
 
 def _first_occurrence(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

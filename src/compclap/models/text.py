@@ -11,7 +11,11 @@ from compclap.models.freezing import freeze_all_but_last
 from compclap.models.specs import config_kwargs
 from compclap.text.tokenizer import load_tokenizer
 
-POOLINGS = ("auto", "pooler", "cls", "eos", "mean")
+POOLINGS = ("auto", "pooler", "cls", "eos", "mean", "segments")
+_CACHE_LIMIT = 500_000  # cached captions before the feature cache starts over
+# Feature caches of frozen towers, shared by every tower with the same weights and pooling (the demo's stages and
+# its evaluation each build their own model around the same frozen MiniLM), keyed by `_cache_key`.
+_SHARED_CACHES: dict[tuple, dict[str, torch.Tensor]] = {}
 
 
 def _build_backbone(pretrained: str | None, config: dict[str, Any] | None, vocab_size: int) -> nn.Module:
@@ -63,6 +67,8 @@ class HFTextEncoder(nn.Module):
         pooling: str = "auto",
         max_length: int = 77,
         trainable_blocks: int | None = None,
+        segments: int = 3,
+        cache_features: bool = False,
         backbone: nn.Module | None = None,
     ) -> None:
         """Build the tower.
@@ -73,10 +79,17 @@ class HFTextEncoder(nn.Module):
             pretrained: local directory of a transformers encoder (or `packaged:all-MiniLM-L6-v2`); None builds one
                 from `config`.
             config: transformers config keyword arguments including `model_type` (random initialisation).
-            pooling: auto | pooler | cls | eos | mean (auto: pooler for RoBERTa/BERT/CLAP, eos for GPT-2,
-                mean over the attention mask for T5).
+            pooling: auto | pooler | cls | eos | mean | segments (auto: pooler for RoBERTa/BERT/CLAP, eos for GPT-2,
+                mean over the attention mask for T5; segments: the caption's words split into `segments` equal runs
+                in reading order, each mean-pooled, concatenated, so what is said first stays apart from what is
+                said last).
             max_length: longest caption in tokens; longer captions are truncated.
-            trainable_blocks: None trains everything, 0 freezes the tower, N trains only the last N blocks.
+            trainable_blocks: None trains everything, 0 freezes the tower (kept in eval mode: no dropout), N trains
+                only the last N blocks.
+            segments: number of runs for pooling="segments" (output size segments x hidden).
+            cache_features: keep each caption's pooled features in memory and reuse them (only for a frozen tower,
+                trainable_blocks=0, whose features never change): a pretrained text tower then costs one forward
+                per distinct caption for the whole run.
             backbone: an existing encoder module to wrap (used when loading checkpoints).
         """
         super().__init__()
@@ -98,8 +111,17 @@ class HFTextEncoder(nn.Module):
         self.max_length = max_length
         self.output_dim = self.backbone.config.hidden_size if hasattr(self.backbone.config, "hidden_size") \
             else self.backbone.config.d_model
+        if segments < 1:
+            raise ValueError(f"segments must be >= 1, got {segments}")
+        self.segments = int(segments)
+        if self.pooling == "segments":
+            self.output_dim *= self.segments
         self.trainable_blocks = None
         self.set_trainable_blocks(trainable_blocks)
+        self.cache_features = bool(cache_features)
+        if self.cache_features and self.trainable_blocks != 0:
+            raise ValueError("cache_features needs a frozen text tower (trainable_blocks=0): the features of a "
+                             "trained tower change every step")
 
     def block_structure(self) -> tuple[list[nn.Module], list[nn.Module]]:
         """The transformer blocks in order, and the modules after them (final norm, pooler)."""
@@ -114,13 +136,22 @@ class HFTextEncoder(nn.Module):
             blocks, tail = self.block_structure()
             freeze_all_but_last(self.backbone, blocks, trainable_blocks, always_trainable=tail)
         self.trainable_blocks = trainable_blocks
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> HFTextEncoder:
+        """Switch train/eval mode; a frozen tower stays in eval mode, so its features are deterministic."""
+        super().train(mode)
+        if mode and self.trainable_blocks == 0:
+            self.backbone.eval()
+        return self
 
     def spec(self, tokenizer: str | None = None) -> dict[str, Any]:
         """Class path and init arguments that rebuild this tower (random weights); `tokenizer` replaces the path."""
         config = {"model_type": self.backbone.config.model_type, **config_kwargs(self.backbone.config)}
         return {"class_path": "compclap.models.text.HFTextEncoder",
                 "init_args": {"tokenizer": str(tokenizer if tokenizer is not None else self.tokenizer_path),
-                              "config": config, "pooling": self.pooling, "max_length": self.max_length}}
+                              "config": config, "pooling": self.pooling, "max_length": self.max_length,
+                              "segments": self.segments}}
 
     def _resolve_pooling(self, pooling: str) -> str:
         """Pick the pooling that matches the architecture when `auto`."""
@@ -156,13 +187,54 @@ class HFTextEncoder(nn.Module):
         mask_ratio > 0 gives a partial view (ProLAP): that share of each caption's non-special tokens is
         dropped from the attention mask (see compclap.models.masking); `generator` makes the choice reproducible.
         """
+        if self.cache_features and mask_ratio == 0:
+            return self._cached(texts)
+        return self._encode(texts, mask_ratio, generator)
+
+    def _cache_key(self) -> tuple:
+        """What the features depend on: pooling settings and the weights (a float64 sum per tensor). The sums are
+        recomputed whenever a tensor's in-place version counter moved (load_state_dict, init_from), so weights
+        loaded after construction never meet stale features."""
+        tensors = [t for t in self.backbone.state_dict().values() if t.is_floating_point()]
+        versions = tuple((t.data_ptr(), t._version) for t in tensors)
+        memo = getattr(self, "_weights_memo", None)
+        if memo is None or memo[0] != versions:
+            with torch.no_grad():
+                sums = tuple(round(float(t.sum(dtype=torch.float64)), 6) for t in tensors)
+            memo = self._weights_memo = (versions, sums)
+        return (self.pooling, self.segments, self.max_length, str(self.tokenizer_path), memo[1])
+
+    def _cached(self, texts: list[str]) -> torch.Tensor:
+        """Features from the cache, computing (without gradients) only the captions not seen before."""
+        if isinstance(texts, str) or not texts:
+            return self._encode(texts, 0.0, None)  # the same errors / empty result as without the cache
+        device = self.backbone.get_input_embeddings().weight.device
+        cache = _SHARED_CACHES.setdefault(self._cache_key(), {})
+        # Length-sorted chunks: little padding, so a first pass over many captions costs a fraction.
+        missing = sorted(dict.fromkeys(t for t in texts if t not in cache), key=len)
+        if missing:
+            if len(cache) + len(missing) > _CACHE_LIMIT:
+                cache.clear()
+            with torch.no_grad():
+                for i in range(0, len(missing), 256):
+                    chunk = missing[i:i + 256]
+                    cache.update(zip(chunk, self._encode(chunk, 0.0, None).float().cpu()))
+        return torch.stack([cache[t] for t in texts]).to(device)
+
+    def warm_cache(self, texts: list[str]) -> None:
+        """Compute the cached features of `texts` now (e.g. every caption and negative of a manifest at once)."""
+        if self.cache_features and texts:
+            self._cached(list(texts))
+
+    def _encode(self, texts: list[str], mask_ratio: float, generator: torch.Generator | None) -> torch.Tensor:
+        """Run the backbone and pool."""
         device = self.backbone.get_input_embeddings().weight.device
         enc = {k: v.to(device) for k, v in self.tokenize(texts).items()}
         full_mask = enc["attention_mask"]
+        special = torch.isin(enc["input_ids"], torch.tensor(self.tokenizer.all_special_ids, device=device))
         if mask_ratio > 0:
             from compclap.models.masking import random_token_mask
 
-            special = torch.isin(enc["input_ids"], torch.tensor(self.tokenizer.all_special_ids, device=device))
             dropped = random_token_mask(full_mask.bool() & ~special, mask_ratio, generator)
             enc["attention_mask"] = full_mask.masked_fill(dropped, 0)
         out = self.backbone(**enc)
@@ -174,5 +246,21 @@ class HFTextEncoder(nn.Module):
             return hidden[:, 0]
         if self.pooling == "eos":  # the end-of-text token is special, hence never masked
             return hidden[torch.arange(hidden.shape[0], device=device), full_mask.sum(1) - 1]
+        if self.pooling == "segments":
+            return segment_pool(hidden, full_mask.bool() & ~special, mask.bool() & ~special, self.segments)
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+def segment_pool(hidden: torch.Tensor, words: torch.Tensor, keep: torch.Tensor, segments: int) -> torch.Tensor:
+    """Mean of the hidden states (B, L, H) over `segments` equal runs of each row's word tokens, (B, segments * H).
+
+    words: (B, L) the caption's non-special tokens, which define the runs (token j of n goes to run j * K // n);
+    keep: (B, L) the tokens averaged (words minus masked ones); an empty run gives zeros.
+    """
+    rank = words.long().cumsum(1) - 1
+    count = words.sum(1, keepdim=True).clamp_min(1)
+    run = (rank.clamp_min(0) * segments // count).clamp(0, segments - 1)
+    weights = torch.nn.functional.one_hot(run, segments).to(hidden.dtype) * keep.unsqueeze(-1).to(hidden.dtype)
+    pooled = torch.einsum("blk,blh->bkh", weights, hidden) / weights.sum(1).unsqueeze(-1).clamp_min(1.0)
+    return pooled.flatten(1)
