@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
 from typing import Any
 
 import lightning as L
@@ -12,6 +11,8 @@ import torch
 from torch import nn
 
 from compclap.distributed import gather_variable
+from compclap.rng_state import rng_states as _rng_states
+from compclap.rng_state import set_rng_states as _set_rng_states
 from compclap.losses import ContrastiveLoss
 from compclap.models.dual_encoder import CLAPDualEncoder
 from compclap.text.identity import text_ids
@@ -365,26 +366,6 @@ class CompClapModule(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-def _rng_states() -> dict[str, Any]:
-    """torch, CUDA, numpy and Python RNG states in types that `torch.load(weights_only=True)` accepts."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
-                              "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    """Inverse of _rng_states."""
-    torch.set_rng_state(states["torch"])
-    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in states["python"]))
-    name, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def _hierarchy_pairs(captions: list[str], caption_owner: torch.Tensor, texts: list[str],

@@ -77,3 +77,16 @@ def test_binned_tower_exports_as_compclap_not_hf(tokenizer_dir) -> None:
     text = HFTextEncoder(str(tokenizer_dir), config=TINY_TEXT, pooling="pooler", max_length=32)
     reason = hf_exportable(CLAPDualEncoder(audio, text, embed_dim=8))
     assert reason is not None and "time segments" in reason
+
+
+def test_masked_view_of_a_binned_tower_has_the_binned_shape() -> None:
+    from compclap.models.masking import masked_htsat_pooled
+
+    _, binned = _pair(2)
+    wave = torch.randn(2, int(TINY_FRONTEND["sample_rate"] * TINY_FRONTEND["clip_seconds"]))
+    token = torch.zeros(binned.backbone.config.patch_embeds_hidden_size)
+    with torch.no_grad():
+        full = masked_htsat_pooled(binned, wave, token, 0.0)
+        masked = masked_htsat_pooled(binned, wave, token, 0.5, torch.Generator().manual_seed(0))
+        torch.testing.assert_close(full, binned(wave))
+    assert masked.shape == full.shape == (2, binned.output_dim) and not torch.allclose(masked, full)

@@ -77,10 +77,14 @@ def masked_htsat_pooled(audio: nn.Module, waveforms: torch.Tensor, mask_token: t
     handles = [encoder.patch_embed.register_forward_hook(replace_patches),
                encoder.norm.register_forward_hook(keep_final)]
     try:
-        audio(waveforms)
+        pooled = audio(waveforms)
     finally:
         for handle in handles:
             handle.remove()
+    if getattr(audio, "temporal_bins", 0):
+        # Per-segment means in time order: the final tokens' image layout does not map one to one onto time
+        # segments, so the masked view keeps the tower's own pooling (mask tokens included in the means).
+        return pooled
     hidden, mask = state["final"], state["mask"]
     visible = (~mask).to(hidden.dtype).view(mask.shape[0], 1, *grid)
     weights = F.avg_pool2d(visible, kernel_size=(grid[0] // final[0], grid[1] // final[1])).flatten(1)
