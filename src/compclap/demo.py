@@ -40,11 +40,35 @@ def _write_hard_negatives(world: Path) -> Path:
     captions = [c for r in records for c in r["captions"]]
     negatives = iter(HardNegativeRewriter(seed=0).rewrite_many(captions))
     for rec in records:
-        rec["audio"] = str(Path(rec["audio"]).relative_to(world.resolve()))
+        _relative_paths(rec, world)
         rec["negatives"] = [next(negatives) for _ in rec["captions"]]
     write_manifest(records, out)
     with_any = sum(bool(n) for r in records for n in r["negatives"])
     print(f"[demo] hard negatives for {with_any}/{len(captions)} captions in {time.time() - t0:.0f} s -> {out}")
+    return out
+
+
+def _relative_paths(rec: dict, world: Path) -> None:
+    """Write a record's audio paths (its negative audio too) relative to the world, so the world can move."""
+    root = world.resolve()
+    rec["audio"] = str(Path(rec["audio"]).relative_to(root))
+    for negs in rec.get("negative_audio") or []:
+        for neg in negs:
+            neg["audio"] = str(Path(neg["audio"]).relative_to(root))
+
+
+def _write_modular_manifest(world: Path, seed: int) -> Path:
+    """Stage 3's clips: the composed clips (multi-granular positives) plus the world's own clips with their hard
+    negatives, so that the compositional stage keeps seeing the caption distribution retrieval is scored on."""
+    out = world / "modular_train.jsonl"
+    if out.is_file():
+        return out
+    from compclap.data.manifest import read_manifest, write_manifest
+
+    records = read_manifest(_write_compositions(world, seed)) + read_manifest(_write_hard_negatives(world))
+    for rec in records:
+        _relative_paths(rec, world)
+    write_manifest(records, out)
     return out
 
 
@@ -75,7 +99,8 @@ def _write_prolap_manifest(world: Path, seed: int) -> Path:
 
     records = read_manifest(world / "train.jsonl") + read_manifest(_write_compositions(world, seed))
     for rec in records:
-        rec["audio"] = str(Path(rec["audio"]).relative_to(world.resolve()))
+        rec.pop("negative_audio", None)  # ProLAP's terms do not use them; loading them would only cost time
+        _relative_paths(rec, world)
     write_manifest(records, out)
     return out
 
@@ -100,7 +125,7 @@ def _event_phrases(world: Path) -> list[str]:
 
 
 def _fit(stage: str, config: Path, run_dir: Path, world: Path, max_epochs: int | None,
-         train_manifest: Path, init_from: Path | None = None) -> Path:
+         train_manifest: Path, seed: int, init_from: Path | None = None) -> Path:
     """Train one stage through the `compclap fit` CLI.
 
     Returns the best checkpoint by validation retrieval for the first stage, and the last one for the
@@ -111,73 +136,92 @@ def _fit(stage: str, config: Path, run_dir: Path, world: Path, max_epochs: int |
     args = ["fit", "--config", str(REPO / "conf" / "fit.yaml"), "--config", str(config), "--run_dir", str(run_dir),
             "--data.train_manifest", str(train_manifest), "--data.val_manifest", str(world / "val.jsonl"),
             "--data.test_manifest", str(world / "test.jsonl"),
-            "--model.model.init_args.text.init_args.tokenizer", str(world / "tokenizer"),
             "--model.compa_csvs", json.dumps({"order": str(world / "compa_order.csv"),
                                               "attribute": str(world / "compa_attribute.csv")}),
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+            f"--seed_everything={seed}", f"--data.seed={seed}"]
     if max_epochs is not None:
         args.append(f"--trainer.max_epochs={max_epochs}")
     if init_from is not None:
         args += ["--model.init_from", str(init_from)]
     t0 = time.time()
+    print(f"[demo] stage {stage}: training ({config.name}) ...", flush=True)
     cli_main(args)
     best = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
-    print(f"[demo] stage {stage}: trained in {time.time() - t0:.0f} s -> {run_dir}")
+    print(f"[demo] stage {stage}: trained in {time.time() - t0:.0f} s -> {run_dir}", flush=True)
     return best[-1] if best and init_from is None else run_dir / "checkpoints" / "last.ckpt"
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Synthesise, fine-tune, evaluate, report."""
+def main(argv: list[str] | None = None) -> dict:
+    """Synthesise, fine-tune, evaluate, report; returns the evaluation payload (results per model and benchmark)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--world", type=Path, default=REPO / "demo_world", help="demo world folder")
     p.add_argument("--runs", type=Path, default=REPO / "checkpoints", help="where runs (logs, checkpoints) go")
     p.add_argument("--report", type=Path, default=REPO / "reports" / "demo", help="where the report goes")
     p.add_argument("--max-epochs", type=int, default=None, help="override the configs' epoch count")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="one seed for the world, the compositions and training")
+    p.add_argument("--skip-prolap", action="store_true", help="leave out the ProLAP stage")
     args = p.parse_args(argv)
     t_start = time.time()
     _synthesise(args.world, args.seed)
+    experiment = REPO / "conf" / "experiment"
+
+    def fit(stage: str, config: str, run: str, manifest: Path, init_from: Path | None = None) -> Path:
+        return _fit(stage, experiment / config, args.runs / run, args.world, args.max_epochs, manifest, args.seed,
+                    init_from=init_from)
 
     checkpoints = {}
-    checkpoints["standard"] = _fit("standard", REPO / "conf" / "experiment" / "demo_standard.yaml",
-                                   args.runs / "demo_standard", args.world, args.max_epochs,
-                                   args.world / "train.jsonl")
-    checkpoints["+hard negatives"] = _fit("hard negatives", REPO / "conf" / "experiment" / "demo_hard_negatives.yaml",
-                                          args.runs / "demo_hard_negatives", args.world, args.max_epochs,
-                                          _write_hard_negatives(args.world), init_from=checkpoints["standard"])
-    checkpoints["+modular"] = _fit("modular", REPO / "conf" / "experiment" / "demo_modular.yaml",
-                                   args.runs / "demo_modular", args.world, args.max_epochs,
-                                   _write_compositions(args.world, args.seed), init_from=checkpoints["+hard negatives"])
-    # ProLAP, a fourth loss variant: a sibling of the CompA-CLAP stages that also starts from the standard stage.
-    checkpoints["ProLAP"] = _fit("ProLAP", REPO / "conf" / "experiment" / "demo_prolap.yaml",
-                                 args.runs / "demo_prolap", args.world, args.max_epochs,
-                                 _write_prolap_manifest(args.world, args.seed), init_from=checkpoints["standard"])
+    checkpoints["standard"] = fit("standard", "demo_standard.yaml", "demo_standard", args.world / "train.jsonl")
+    checkpoints["+hard negatives"] = fit("hard negatives", "demo_hard_negatives.yaml", "demo_hard_negatives",
+                                         _write_hard_negatives(args.world), init_from=checkpoints["standard"])
+    checkpoints["+modular"] = fit("modular", "demo_modular.yaml", "demo_modular",
+                                  _write_modular_manifest(args.world, args.seed),
+                                  init_from=checkpoints["+hard negatives"])
+    if not args.skip_prolap:
+        # ProLAP, a fourth loss variant: a sibling of the CompA-CLAP stages that also starts from the standard stage.
+        checkpoints["ProLAP"] = fit("ProLAP", "demo_prolap.yaml", "demo_prolap",
+                                    _write_prolap_manifest(args.world, args.seed), init_from=checkpoints["standard"])
 
     # The table goes through the evaluation suite (`compclap evaluate`): same metrics, cached embeddings,
     # results.json, report.md with plots and per-row CompA CSVs.
+    from compclap.eval.diagnostics import OrderProbeBenchmark
     from compclap.eval.probabilistic import ProbabilisticBenchmark
-    from compclap.eval.report import summary_table
+    from compclap.eval.report import diagnostics_table, summary_table
     from compclap.eval.runner import CompaBenchmark, ModelSpec, RetrievalBenchmark, run_suite
 
-    benchmarks = [RetrievalBenchmark.from_manifest(args.world / "test.jsonl", name="retrieval"),
-                  CompaBenchmark("compa_order", args.world / "compa_order.csv"),
-                  CompaBenchmark("compa_attribute", args.world / "compa_attribute.csv"),
-                  ProbabilisticBenchmark.from_manifests(args.world / "test.jsonl",
-                                                        _write_eval_compositions(args.world, args.seed),
-                                                        name="prolap", extra_captions=_event_phrases(args.world))]
+    world = args.world
+    print("[demo] evaluating ...", flush=True)
+    benchmarks = [RetrievalBenchmark.from_manifest(world / "test.jsonl", name="retrieval"),
+                  CompaBenchmark("compa_order", world / "compa_order.csv"),
+                  CompaBenchmark("compa_attribute", world / "compa_attribute.csv"),
+                  # The same kind of rows built from pairs seen in training: held-out vs seen tells
+                  # generalisation apart from fitting.
+                  CompaBenchmark("compa_order_train", world / "compa_order_train.csv", train_of="compa_order"),
+                  CompaBenchmark("compa_attribute_train", world / "compa_attribute_train.csv",
+                                 train_of="compa_attribute"),
+                  OrderProbeBenchmark(world / "train.jsonl", [world / "val.jsonl", world / "test.jsonl"],
+                                      name="order_probe")]
+    if not args.skip_prolap:
+        benchmarks.append(ProbabilisticBenchmark.from_manifests(world / "test.jsonl",
+                                                                _write_eval_compositions(world, args.seed),
+                                                                name="prolap", extra_captions=_event_phrases(world)))
     first = next(iter(checkpoints.values()))
-    models = [ModelSpec("untrained (same init)", model=_untrained_like(first))]
+    models = [ModelSpec("untrained (same init)", model=_untrained_like(first, args.seed))]
     models += [ModelSpec(name, path=str(ckpt)) for name, ckpt in checkpoints.items()]
     payload = run_suite(models, benchmarks, args.report, cache_dir=args.runs / "embed_cache", title="compclap demo",
                         description="Test split of the demo world (held-out compositions); CompA-style order and "
-                                    "attribute benchmarks.", fresh=True, progress=False)
-    table = summary_table(payload)
-    print("\n" + table + "\n")
+                                    "attribute benchmarks (held-out pairs, and pairs seen in training).",
+                        fresh=True, progress=False)
+    print("\n" + summary_table(payload) + "\n")
+    diagnostics = diagnostics_table(payload)
+    if diagnostics:
+        print(diagnostics + "\n")
     _print_prolap(payload)
-    print(f"[demo] checkpoints: " + ", ".join(str(c) for c in checkpoints.values()))
+    print("[demo] checkpoints: " + ", ".join(str(c) for c in checkpoints.values()))
     print(f"[demo] TensorBoard logs: tensorboard --logdir {args.runs}")
     print(f"[demo] report: {args.report / 'report.md'}")
     print(f"[demo] total wall time {time.time() - t_start:.0f} s")
+    return payload
 
 
 def _print_prolap(payload: dict) -> None:
@@ -195,7 +239,7 @@ def _print_prolap(payload: dict) -> None:
               "audio traversals in the report")
 
 
-def _untrained_like(ckpt: Path):
+def _untrained_like(ckpt: Path, seed: int = 0):
     """The model a run started from (same config and seed), for a before/after row."""
     import lightning as L
     from lightning.pytorch.cli import instantiate_module
@@ -203,7 +247,7 @@ def _untrained_like(ckpt: Path):
     from compclap.models.dual_encoder import CLAPDualEncoder
 
     hparams = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
-    L.seed_everything(0, verbose=False)
+    L.seed_everything(seed, verbose=False)
     return instantiate_module(CLAPDualEncoder, hparams["model"]["init_args"]).eval()
 
 
