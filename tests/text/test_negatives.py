@@ -160,6 +160,27 @@ def test_swap_comes_before_single_replacements(rw):
     assert _of(rw, "A high whistle and a low hum", "attribute")[0] == "A low whistle and a high hum"
 
 
+@pytest.mark.parametrize("caption, swap", [
+    # hyphenated compounds are looked up as one lexicon entry, so they swap as opposites
+    ("A high-pitched knocking, then a brief loud low-pitched hum",
+     "A low-pitched knocking, then a brief loud high-pitched hum"),
+    # "a long/RB high whistle": spaCy's adverb tag inside a noun phrase is read as the adjective it is
+    ("A soft short beep then a long high whistle", "A soft long beep then a short high whistle"),
+])
+def test_opposite_values_swap_first(rw, caption, swap):
+    assert _of(rw, caption, "attribute")[0] == swap
+
+
+def test_no_swap_of_synonyms_and_cross_scale_swaps_last(rw):
+    # "a soft hum and a quiet bell" says the same thing: never a negative
+    assert "A soft hum and a quiet bell" not in _of(rw, "A quiet hum and a soft bell", "attribute")
+    # a loudness word traded with a pitch word may still be true of the audio: after every replacement
+    rewriter = HardNegativeRewriter(kinds=("attribute",), max_per_kind=20, seed=0)
+    negatives = [n["text"] for n in rewriter.rewrite("A soft beep and a high whistle")]
+    assert negatives[-1] == "A high beep and a soft whistle"
+    assert "A loud beep and a high whistle" in negatives[:-1]
+
+
 def test_all_antonyms_offered_for_one_attribute(rw):
     assert _of(rw, "A loud alarm beeps", "attribute") == ["A quiet alarm beeps", "A soft alarm beeps",
                                                           "A faint alarm beeps"]

@@ -52,17 +52,26 @@ class _Attr:
     word: str = ""          # the word an antonym replaces (first token of the span)
 
 
+def _lexicon_key(at: _Attr) -> tuple[str, str]:
+    """The lexicon key of an attribute span ("high - pitched" is written "high-pitched" there)."""
+    return at.text.replace(" - ", "-"), at.cls
+
+
+def _synonyms(key_p: tuple[str, str], key_q: tuple[str, str]) -> bool:
+    """Whether two lexicon attributes sit on the same side of one scale (they share an antonym: soft, quiet)."""
+    return bool(set(ANTONYMS.get(key_p, ())) & set(ANTONYMS.get(key_q, ())))
+
+
 class AttributeRewriter:
     """Builds attribute negatives from repaired tokens (see :mod:`compclap.text.tokens`)."""
 
     def candidates(self, toks: list[Tok], rng: random.Random) -> list[str]:
         """Attribute negatives of a caption, best first (swaps, then single replacements)."""
         attrs = self._find(toks)
-        out: list[str] = []
-        out += self._swaps(toks, attrs)
-        out += self._replacements(toks, attrs)
-        out += self._verb_replacements(toks)
-        return out
+        swaps, cross_scale = self._swaps(toks, attrs)
+        # A swap of values from two different scales ("a soft beep, a high whistle" -> "a high beep, a soft
+        # whistle") may still be true of the audio: it ranks after the replacements, which never are.
+        return swaps + self._replacements(toks, attrs) + self._verb_replacements(toks) + cross_scale
 
     # discovery --------------------------------------------------------------------------
     def _find(self, toks: list[Tok]) -> list[_Attr]:
@@ -105,6 +114,9 @@ class AttributeRewriter:
                     continue  # "mid-size", "well-known": the first half of a compound is not an attribute
                 if t.tag not in _ADJ_TAGS:
                     t = Tok(t.text, t.ws, "JJ", t.lemma, t.i)  # "high/RB -pitched": a compound adjective
+            if t.tag in _ADV_TAGS and (w, "J") in ANTONYMS and prev_t is not None and \
+                    prev_t.tag in {"DT", "PRP$", "CD"} | _ADJ_TAGS and i + 1 < n and toks[i + 1].tag in _ADJ_TAGS:
+                t = Tok(t.text, t.ws, "JJ", t.lemma, t.i)  # "a long/RB high whistle": an adjective in a noun phrase
             if t.tag in _ADJ_TAGS and prev_t is not None and prev_t.tag in VERB_TAGS and \
                     prev_t.lower not in _COPULAS and (i + 1 >= n or toks[i + 1].tag not in NOUN_TAGS):
                 # "wind blows hard", "a dog barks loud": an adjective form used as an adverb
@@ -194,7 +206,8 @@ class AttributeRewriter:
         return -1
 
     # swaps --------------------------------------------------------------------------------
-    def _swaps(self, toks: list[Tok], attrs: list[_Attr]) -> list[str]:
+    def _swaps(self, toks: list[Tok], attrs: list[_Attr]) -> tuple[list[str], list[str]]:
+        """Swaps of two events' attributes, best first: (sure negatives, swaps across two lexicon scales)."""
         scored = []
         for x in range(len(attrs)):
             for y in range(x + 1, len(attrs)):
@@ -209,16 +222,22 @@ class AttributeRewriter:
                 if any(o.text == p.text and o.anchor == q.anchor for o in attrs) or \
                         any(o.text == q.text and o.anchor == p.anchor for o in attrs):
                     continue  # "high pitched speaking ... a short high pitched meow": would repeat a word
-                key_p, key_q = (p.text, p.cls), (q.text, q.cls)
-                opp = q.text in ANTONYMS.get(key_p, ()) or p.text in ANTONYMS.get(key_q, ())
-                tier = 0 if opp else (1 if p.lexical and q.lexical else (2 if p.lexical or q.lexical else 3))
+                key_p, key_q = _lexicon_key(p), _lexicon_key(q)
+                opp = key_q[0] in ANTONYMS.get(key_p, ()) or key_p[0] in ANTONYMS.get(key_q, ())
+                if not opp and p.lexical and q.lexical:
+                    if _synonyms(key_p, key_q):
+                        continue  # "a quiet hum and a soft bell": the swap says the same thing
+                    tier = 4
+                else:
+                    tier = 0 if opp else (2 if p.lexical or q.lexical else 3)
                 scored.append((tier, p.a, q.a, p, q))
         scored.sort(key=lambda z: (z[0], z[1], z[2]))
-        out = []
-        for _, _, _, p, q in scored:
+        sure: list[str] = []
+        cross_scale: list[str] = []
+        for tier, _, _, p, q in scored:
             edits = {p.a: (p.b, self._surface(toks, q, p)), q.a: (q.b, self._surface(toks, p, q))}
-            out.append(self._apply(toks, edits))
-        return out
+            (cross_scale if tier == 4 else sure).append(self._apply(toks, edits))
+        return sure, cross_scale
 
     @staticmethod
     def _surface(toks: list[Tok], src: _Attr, dst: _Attr) -> str:
