@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 from compclap.lit_module import CompClapModule
 
@@ -27,6 +27,20 @@ class CompClapCLI(LightningCLI):
                               compute_fn=lambda m: m.model.frontend_config.sample_rate, apply_on="instantiate")
         parser.link_arguments("model", f"{data}.clip_seconds",
                               compute_fn=lambda m: m.model.frontend_config.clip_seconds, apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Parse the command line, then refuse a --ckpt_path whose stored config names classes outside the registry.
+
+        LightningCLI merges a checkpoint's hyper-parameters into the config (importing every class path they name)
+        right after this, so the check has to come first; see compclap.models.registry.
+        """
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            from compclap.models.registry import check_checkpoint_file
+
+            check_checkpoint_file(ckpt_path)
 
     def before_instantiate_classes(self) -> None:
         """Point default_root_dir (hence the default TensorBoard logger) and checkpoints at --run_dir.

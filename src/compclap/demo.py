@@ -245,8 +245,11 @@ def _untrained_like(ckpt: Path, seed: int = 0):
     from lightning.pytorch.cli import instantiate_module
 
     from compclap.models.dual_encoder import CLAPDualEncoder
+    from compclap.models.registry import check_checkpoint
 
-    hparams = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    loaded = torch.load(ckpt, map_location="cpu", weights_only=True)
+    check_checkpoint(loaded, str(ckpt))
+    hparams = loaded["hyper_parameters"]
     L.seed_everything(seed, verbose=False)
     return instantiate_module(CLAPDualEncoder, hparams["model"]["init_args"]).eval()
 

@@ -6,8 +6,9 @@ Formats (all local, nothing is downloaded):
 - a Hugging Face `ClapModel` directory (`config.json` + weights, unfused or fused);
 - a LAION-CLAP `.pt` (`{"state_dict": ...}` or a raw state dict, optional `module.` prefix);
 - an MS-CLAP `.pth` (`{"model": ...}`, 2022 CNN14 + BERT or 2023 HTSAT + GPT-2).
-Files are read with `torch.load(weights_only=True)`. Weights always load strictly: a file that misses or adds
-keys is refused with the nearest known layout and the first missing / unexpected keys.
+Files are read with `torch.load(weights_only=True)`, and every spec or checkpoint config is checked against
+`compclap.models.registry.ALLOWED_CLASSES` before anything is built from it. Weights always load strictly: a file
+that misses or adds keys is refused with the nearest known layout and the first missing / unexpected keys.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch import nn
 
 from compclap.models.convert_hf import Converted, hf_clap_to_ours
 from compclap.models.dual_encoder import CLAPDualEncoder, from_hf_clap_dir
+from compclap.models.registry import check_checkpoint, check_spec
 from compclap.models.safe_load import (CheckpointLayoutError, mismatch_message, safe_torch_load, strip_prefix,
                                        tensor_state)
 
@@ -80,7 +82,7 @@ def load_model(path: str | os.PathLike, tokenizer: str | os.PathLike | None = No
                                  "MS-CLAP 2023, bert-base-uncased for MS-CLAP 2022)")
             from compclap.models.specs import instantiate
 
-            model = instantiate(converted.spec_with_tokenizer(str(tokenizer)))
+            model = instantiate(converted.spec_with_tokenizer(str(tokenizer)), where=str(path))
             load_strict(model, converted.state, str(path), converted.layout, converted.origin)
     return model.to(map_location).eval()
 
@@ -98,6 +100,7 @@ def load_state_into(model: nn.Module, path: str | os.PathLike) -> str:
         if (path / EXPORT_CONFIG).is_file():
             from safetensors.torch import load_file
 
+            _read_export_config(path)  # refuses a config naming classes outside the registry
             load_strict(model, load_file(str(path / EXPORT_WEIGHTS)), str(path), "compclap export")
             return f"compclap export {path}"
         if (path / "config.json").is_file():
@@ -114,6 +117,7 @@ def load_state_into(model: nn.Module, path: str | os.PathLike) -> str:
         path = ckpt
     obj = safe_torch_load(path)
     if _is_lightning(obj):
+        check_checkpoint(obj, str(path))
         state = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
         load_strict(model, state, str(path), "compclap Lightning checkpoint")
         return f"compclap checkpoint {path}"
@@ -220,6 +224,7 @@ def _from_lightning_checkpoint(path: Path, ckpt: Mapping[str, Any], tokenizer: s
     """Rebuild the dual encoder from the config a LightningCLI run stored in the checkpoint, then load weights."""
     from lightning.pytorch.cli import instantiate_module
 
+    check_checkpoint(ckpt, str(path))  # before jsonargparse imports anything the hyper-parameters name
     hparams: dict[str, Any] = copy.deepcopy(dict(ckpt.get("hyper_parameters", {})))
     model_cfg = hparams.get("model")
     if not isinstance(model_cfg, dict) or "class_path" not in model_cfg:
@@ -240,13 +245,29 @@ def _from_export_dir(path: Path, tokenizer: str | os.PathLike | None) -> CLAPDua
 
     from compclap.models.specs import instantiate
 
-    meta = json.loads((path / EXPORT_CONFIG).read_text())
-    spec = copy.deepcopy(meta["model"])
-    text_args = spec["init_args"]["text"]["init_args"]
+    spec = copy.deepcopy(_read_export_config(path)["model"])
+    text = spec.get("init_args", {}).get("text") if isinstance(spec, dict) else None
+    text_args = text.get("init_args") if isinstance(text, dict) else None
+    if not isinstance(text_args, dict) or not isinstance(text_args.get("tokenizer"), str):
+        raise ValueError(f"{path / EXPORT_CONFIG}: 'model' is not a compclap model spec with a text tower "
+                         "(model.init_args.text.init_args.tokenizer)")
     if tokenizer is not None:
         text_args["tokenizer"] = str(tokenizer)
     elif not Path(text_args["tokenizer"]).is_absolute():
         text_args["tokenizer"] = str(path / text_args["tokenizer"])
-    model = instantiate(spec)
+    model = instantiate(spec, where=str(path / EXPORT_CONFIG))
     load_strict(model, load_file(str(path / EXPORT_WEIGHTS)), str(path), "compclap export")
     return model
+
+
+def _read_export_config(path: Path) -> dict[str, Any]:
+    """An export directory's compclap_config.json, checked against the class registry before any use."""
+    where = path / EXPORT_CONFIG
+    try:
+        meta = json.loads(where.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{where} is not a readable JSON file: {exc}") from None
+    check_spec(meta, str(where))
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
+        raise ValueError(f"{where} holds no 'model' spec (it was not written by `compclap export`)")
+    return meta

@@ -6,8 +6,9 @@ instantiated here, written into a `compclap fit --config` fragment, or stored ne
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from compclap.models.registry import check_spec, import_allowed
 
 # Bookkeeping keys of a transformers config that do not describe the architecture.
 HF_CONFIG_META = ("transformers_version", "architectures", "_name_or_path", "model_type", "torch_dtype", "dtype",
@@ -26,17 +27,19 @@ def config_kwargs(config: Any) -> dict[str, Any]:
     return out
 
 
-def instantiate(spec: Any) -> Any:
-    """Build `{"class_path": "compclap....", "init_args": {...}}` recursively; other values pass through.
+def instantiate(spec: Any, where: str = "model spec") -> Any:
+    """Build `{"class_path": ..., "init_args": {...}}` recursively; other values pass through.
 
-    Only classes under the `compclap.` package are instantiated, so a spec read from disk cannot name
-    arbitrary code.
+    The whole spec is checked first: every class path in it must be in
+    `compclap.models.registry.ALLOWED_CLASSES`, so a spec read from disk (`where` names the file for the error)
+    cannot import or run anything else.
     """
+    check_spec(spec, where)
+    return _build(spec, where)
+
+
+def _build(spec: Any, where: str) -> Any:
     if isinstance(spec, dict) and "class_path" in spec:
-        path = spec["class_path"]
-        if not isinstance(path, str) or not path.startswith("compclap."):
-            raise ValueError(f"refusing to instantiate {path!r}: only compclap classes may appear in a model spec")
-        module, _, name = path.rpartition(".")
-        cls = getattr(importlib.import_module(module), name)
-        return cls(**{k: instantiate(v) for k, v in (spec.get("init_args") or {}).items()})
+        cls = import_allowed(spec["class_path"], where)
+        return cls(**{k: _build(v, where) for k, v in (spec.get("init_args") or {}).items()})
     return spec
