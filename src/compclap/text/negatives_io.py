@@ -13,6 +13,12 @@ Manifest mode: the input is a manifest (JSONL, one clip per line, ``{"audio": ..
 [...], ...}``) and every line is written back with a ``negatives`` field parallel to ``captions``
 (``negatives[i]`` is the list of negatives of ``captions[i]``; an invalid caption gets ``[]``).
 Lines that are not JSON objects with a ``captions`` list are reported and dropped.
+
+Text that cannot be written back is a bad line like any other: bytes that are not UTF-8 and lone
+surrogates (a JSON ``"\ud800"``) are reported by line number (see :mod:`compclap.text.text_input`);
+such a caption is skipped (caption mode) and such a manifest line dropped (manifest mode). Captions
+longer than the rewriter's ``max_caption_tokens`` are written with no negatives and listed in
+``Report.too_long``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from compclap.text.negatives import HardNegativeRewriter
+from compclap.text.text_input import (
+    find_lone_surrogate,
+    lone_surrogate,
+    may_hold_surrogate_escape,
+    open_text,
+    undecodable,
+)
 
 CAPTION_SUFFIXES = (".txt", ".csv", ".jsonl")
 
@@ -38,20 +51,41 @@ class Report:
     written: int = 0
     with_negatives: int = 0
     problems: list[tuple[int, str]] = field(default_factory=list)
+    too_long: list[int] = field(default_factory=list)  # line of every caption over max_caption_tokens
 
     def problem(self, line: int, message: str) -> None:
+        """Record a problem of input line `line`."""
         self.problems.append((line, message))
 
 
-def _check_caption(value: Any) -> str | None:
-    """The reason a caption is unusable, or None."""
+def _check_caption(value: Any, raw: bool = False) -> str | None:
+    """The reason a caption is unusable, or None; raw: read as text (surrogates are undecodable bytes)."""
     if value is None:
         return "missing caption"
     if not isinstance(value, str):
         return f"caption is not a string ({type(value).__name__})"
+    bad = undecodable(value) if raw else lone_surrogate(value)
+    if bad is not None:
+        return bad
     if not value.strip():
         return "empty caption"
     return None
+
+
+class _Counted:
+    """An iterator over a file's lines that counts them."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = iter(lines)
+        self.count = 0
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.count += 1
+        return line
 
 
 def read_captions(path: str | os.PathLike, field_name: str = "caption") -> Iterator[tuple[int, Any, str | None]]:
@@ -65,24 +99,41 @@ def read_captions(path: str | os.PathLike, field_name: str = "caption") -> Itera
     if suffix not in CAPTION_SUFFIXES:
         raise ValueError(f"{path}: unsupported caption file type {suffix!r}; use one of {CAPTION_SUFFIXES}")
     if suffix == ".txt":
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open_text(path) as f:
             for no, line in enumerate(f, 1):
                 text = line.rstrip("\r\n")
-                yield no, text, _check_caption(text)
+                yield no, text, _check_caption(text, raw=True)
     elif suffix == ".csv":
-        with open(path, newline="", encoding="utf-8", errors="replace") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None or field_name not in reader.fieldnames:
-                raise ValueError(f"{path}: no {field_name!r} column (columns: {reader.fieldnames})")
-            start = reader.line_num + 1
-            for row in reader:
+        with open_text(path, newline="") as f:
+            lines = _Counted(f)  # physical lines read so far (reader.line_num lags after a csv.Error)
+            reader = csv.DictReader(lines)
+            try:
+                fieldnames = reader.fieldnames
+            except csv.Error as e:
+                raise ValueError(f"{path}:1: unreadable CSV header ({e})") from e
+            if fieldnames is None or field_name not in fieldnames:
+                raise ValueError(f"{path}: no {field_name!r} column (columns: {fieldnames})")
+            start = lines.count + 1
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as e:  # e.g. a field over the csv module's size limit: skip the record
+                    yield start, None, f"unreadable CSV record ({e})"
+                    start = lines.count + 1
+                    continue
                 value = row.get(field_name)
-                yield start, value, _check_caption(value)
-                start = reader.line_num + 1
+                yield start, value, _check_caption(value, raw=True)
+                start = lines.count + 1
     else:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open_text(path) as f:
             for no, line in enumerate(f, 1):
                 if not line.strip():
+                    continue
+                bad = undecodable(line)
+                if bad is not None:
+                    yield no, None, bad
                     continue
                 try:
                     obj = json.loads(line)
@@ -101,7 +152,7 @@ def looks_like_manifest(path: str | os.PathLike) -> bool:
     path = Path(path)
     if path.suffix.lower() != ".jsonl":
         return False
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open_text(path) as f:
         for line in f:
             if not line.strip():
                 continue
@@ -135,6 +186,8 @@ def rewrite_caption_file(rewriter: HardNegativeRewriter, input_path: str | os.Pa
         if problem is not None:
             report.problem(no, problem)
             continue
+        if rewriter.too_long(value):
+            report.too_long.append(no)
         captions.append(value)
     results = rewriter.rewrite_many(captions, batch_size=batch_size, n_process=n_process)
     lines = []
@@ -152,11 +205,15 @@ def rewrite_manifest(rewriter: HardNegativeRewriter, input_path: str | os.PathLi
     report = Report()
     records: list[dict] = []
     flat: list[Any] = []
-    with open(input_path, encoding="utf-8", errors="replace") as f:
+    with open_text(input_path) as f:
         for no, line in enumerate(f, 1):
             if not line.strip():
                 continue
             report.read += 1
+            bad = undecodable(line)
+            if bad is not None:
+                report.problem(no, f"{bad}; line dropped")
+                continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
@@ -165,12 +222,18 @@ def rewrite_manifest(rewriter: HardNegativeRewriter, input_path: str | os.PathLi
             if not isinstance(obj, dict) or not isinstance(obj.get("captions"), list):
                 report.problem(no, "no `captions` list; line dropped")
                 continue
+            bad = find_lone_surrogate(obj) if may_hold_surrogate_escape(line) else None
+            if bad is not None:  # the line could not be written back as UTF-8
+                report.problem(no, f"{bad}; line dropped")
+                continue
             for i, cap in enumerate(obj["captions"]):
                 problem = _check_caption(cap)
                 if problem is not None:
                     report.problem(no, f"captions[{i}]: {problem}; it gets no negatives")
                     flat.append(None)
                 else:
+                    if rewriter.too_long(cap):
+                        report.too_long.append(no)
                     flat.append(cap)
             records.append(obj)
     results = rewriter.rewrite_many(flat, batch_size=batch_size, n_process=n_process)
