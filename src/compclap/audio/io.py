@@ -27,6 +27,58 @@ class AudioDecodeError(RuntimeError):
     """Raised when an audio file cannot be read; the message names the file."""
 
 
+# RIFF/WAVE format tags whose data chunk holds exactly block_align bytes per frame.
+_FRAME_EXACT_WAV_TAGS = frozenset({1, 3, 6, 7, 0xFFFE})  # PCM, IEEE float, A-law, mu-law, extensible
+
+
+def declared_wav_frames(source: AudioSource) -> int | None:
+    """Frames the data chunk of a RIFF/WAVE header declares; None for other files and streamed sizes.
+
+    libsndfile silently shortens a WAV cut off before its declared end, so a truncated file would
+    otherwise decode as a shorter clip. File objects are read from their current position and left there.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with open(source, "rb") as fh:
+                return _wav_data_frames(fh)
+        except OSError:
+            return None  # the decoder reports an unreadable file
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _wav_data_frames(io.BytesIO(source))
+    try:
+        pos = source.tell()
+    except (AttributeError, OSError):
+        return None
+    try:
+        return _wav_data_frames(source)
+    finally:
+        source.seek(pos)
+
+
+def _wav_data_frames(fh: BinaryIO) -> int | None:
+    """The body of declared_wav_frames: walk the RIFF chunks up to "data"."""
+    head = fh.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    block_align = None
+    while True:
+        chunk = fh.read(8)
+        if len(chunk) < 8:
+            return None
+        cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+        if cid == b"fmt ":
+            fmt = fh.read(size + (size & 1))
+            if len(fmt) < 14 or int.from_bytes(fmt[:2], "little") not in _FRAME_EXACT_WAV_TAGS:
+                return None
+            block_align = int.from_bytes(fmt[12:14], "little")
+        elif cid == b"data":
+            if not block_align or size in (0, 0xFFFFFFFF):  # 0 / all ones: size unknown (streamed)
+                return None
+            return size // block_align
+        else:
+            fh.seek(size + (size & 1), 1)
+
+
 def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Resample a mono float waveform with soxr (high quality); a no-op when the rates match."""
     if orig_sr == target_sr:
@@ -53,10 +105,14 @@ def _mono(data: np.ndarray, label: str) -> np.ndarray:
 
 def load_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """Read wav/flac/ogg/mp3 as mono float32 in [-1, 1], resampled to `sample_rate` when given."""
+    declared = declared_wav_frames(path)
     try:
         data, sr = sf.read(os.fspath(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ...
         raise AudioDecodeError(f"cannot decode audio file {os.fspath(path)!r}: {exc}") from exc
+    if declared is not None and data.shape[0] < declared:
+        raise AudioDecodeError(f"audio file {os.fspath(path)!r} is truncated: its header declares {declared} "
+                               f"frames, it holds {data.shape[0]}")
     wave = _mono(data, os.fspath(path))
     if sample_rate is not None and sr != sample_rate:
         wave, sr = resample(wave, sr, sample_rate), sample_rate
@@ -84,12 +140,16 @@ def load_clip(source: AudioSource, sample_rate: int, num_samples: int, rng: np.r
         source = io.BytesIO(source)
     elif isinstance(source, os.PathLike):
         source = os.fspath(source)
+    declared = declared_wav_frames(source)
     try:
         handle = sf.SoundFile(source)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ...
         raise AudioDecodeError(f"cannot decode audio file {label!r}: {exc}") from exc
     try:
         with handle as f:
+            if declared is not None and f.frames < declared:
+                raise AudioDecodeError(f"audio file {label!r} is truncated: its header declares {declared} "
+                                       f"frames, it holds {f.frames}")
             wave = _read_clip(f, sample_rate, num_samples, rng, label)
     except AudioDecodeError:
         raise

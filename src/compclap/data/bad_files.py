@@ -25,6 +25,7 @@ class BadFileTracker:
         """max_fraction: share of a split's files (on this rank) that may fail before the run stops."""
         self.max_fraction = max_fraction
         self.bad: dict[str, list[str]] = {}
+        self.seen: list[str] = []  # every distinct bad file of the run, any split or epoch, in order
         self._epoch: dict[str, int] = {}
 
     def add_batch(self, batch: Any, split: str, share: int | None, epoch: int = 0) -> Any:
@@ -40,10 +41,15 @@ class BadFileTracker:
             self._epoch[split] = epoch
             self.bad[split] = []
         bad = self.bad.setdefault(split, [])
-        bad.extend(p for p in skipped if p not in bad)
+        bad.extend(p for p in dict.fromkeys(skipped) if p not in bad)
+        known = set(self.seen)
+        self.seen.extend(p for p in dict.fromkeys(skipped) if p not in known)
         batch["skipped_total"] = len(bad)
         if bad and share and len(bad) / share > self.max_fraction:
+            current = set(bad)
+            earlier = [p for p in self.seen if p not in current]
             raise TooManyBadFilesError(
                 f"{len(bad)} of ~{share} files of the {split} split on this rank failed to decode "
-                f"(more than max_skipped_fraction={self.max_fraction}); first bad files: " + ", ".join(bad[:5]))
+                f"(more than max_skipped_fraction={self.max_fraction}); bad files: " + ", ".join(bad)
+                + ("; seen earlier in this run: " + ", ".join(earlier) if earlier else ""))
         return batch

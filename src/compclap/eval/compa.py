@@ -23,13 +23,14 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from compclap.eval.compa_csv import REQUIRED_COLUMNS, CompaRow, read_compa_csv  # noqa: F401 - re-exported
 
 __all__ = [
     "CompaRow",
@@ -41,20 +42,6 @@ __all__ = [
     "read_compa_csv",
     "write_rows_csv",
 ]
-
-REQUIRED_COLUMNS = ("pair_caption", "reversed_pair_caption", "pair_file", "reversed_pair_file")
-_NONE_MARKERS = ("", "-")
-
-
-@dataclass
-class CompaRow:
-    """One CompA row: two captions and their two audio files, optionally a third (triplet) pair."""
-
-    captions: list[str]
-    files: list[Path]
-    triplet_caption: str | None = None
-    triplet_file: Path | None = None
-
 
 # --------------------------------------------------------------------------- scores
 
@@ -136,111 +123,6 @@ def bootstrap_ci(
 
 def _percent(values: np.ndarray) -> float:
     return float(values.mean() * 100.0) if values.size else math.nan
-
-
-# --------------------------------------------------------------------------- CSV
-
-
-def _mangle_duplicates(header: list[str]) -> list[str]:
-    """Rename repeated column names like pandas does (pair_file, pair_file.1, ...)."""
-    seen: dict[str, int] = {}
-    out = []
-    for name in header:
-        if name in seen:
-            seen[name] += 1
-            out.append(f"{name}.{seen[name]}")
-        else:
-            seen[name] = 0
-            out.append(name)
-    return out
-
-
-def read_compa_csv(path: str | Path, audio_root: str | Path | None = None) -> list[CompaRow]:
-    """Parse a CompA-order or CompA-attribute CSV into rows whose audio files all exist."""
-    path = Path(path)
-    root = Path(audio_root) if audio_root is not None else path.parent
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None:
-                raise ValueError(f"CompA CSV {path} is empty (no header line)")
-            # The attribute CSV repeats `pair_file` / `reversed_pair_file`; csv.DictReader would
-            # keep only the last of each, so name the repeats the way pandas does.
-            columns = _mangle_duplicates([h.strip() for h in header])
-            records = [(reader.line_num, line) for line in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise ValueError(f"cannot read CompA CSV {path}: {err}") from err
-
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        raise ValueError(
-            f"CompA CSV {path} lacks required columns {missing}; found columns {columns}; "
-            f"required {list(REQUIRED_COLUMNS)} (optional: triplet_caption, triplet_file, "
-            "pair_file.1, reversed_pair_file.1)"
-        )
-    # Attribute CSVs: the `.1` columns hold the local file names, the first ones YouTube ids.
-    pair_cols = ["pair_file.1", "pair_file"] if "pair_file.1" in columns else ["pair_file"]
-    rev_cols = (
-        ["reversed_pair_file.1", "reversed_pair_file"]
-        if "reversed_pair_file.1" in columns
-        else ["reversed_pair_file"]
-    )
-
-    rows: list[CompaRow] = []
-    for number, (line_num, values) in enumerate(records, start=1):
-        if not any(v.strip() for v in values):
-            continue  # blank line, typically at the end of the file
-        if len(values) > len(columns):
-            raise ValueError(
-                f"{path} row {number} (line {line_num}) has {len(values)} fields but the header "
-                f"has {len(columns)}"
-            )
-        record = {c: v.strip() for c, v in zip(columns, values)}
-        where = f"{path} row {number} (line {line_num})"
-
-        def field(names: list[str], what: str) -> str:
-            for name in names:
-                value = record.get(name, "")
-                if value not in _NONE_MARKERS:
-                    return value
-            raise ValueError(f"{where}: empty {what} (columns {names})")
-
-        captions = [
-            field(["pair_caption"], "pair_caption"),
-            field(["reversed_pair_caption"], "reversed_pair_caption"),
-        ]
-        files = [
-            _resolve(field(pair_cols, "pair file"), root, where),
-            _resolve(field(rev_cols, "reversed pair file"), root, where),
-        ]
-        trip_caption = record.get("triplet_caption", "")
-        trip_file = record.get("triplet_file", "")
-        has_caption = trip_caption not in _NONE_MARKERS
-        has_file = trip_file not in _NONE_MARKERS
-        if has_caption != has_file:
-            raise ValueError(
-                f"{where}: triplet_caption={trip_caption!r} but triplet_file={trip_file!r}; "
-                "a triplet needs both (or '-' in both)"
-            )
-        rows.append(
-            CompaRow(
-                captions=captions,
-                files=files,
-                triplet_caption=trip_caption if has_caption else None,
-                triplet_file=_resolve(trip_file, root, where) if has_file else None,
-            )
-        )
-    return rows
-
-
-def _resolve(name: str, root: Path, where: str) -> Path:
-    file = Path(name)
-    if not file.is_absolute():
-        file = root / file
-    if not file.is_file():
-        raise FileNotFoundError(f"{where}: audio file not found: {file}")
-    return file
 
 
 # --------------------------------------------------------------------------- evaluation
