@@ -35,5 +35,6 @@ class EmbeddingWriter(BasePredictionWriter):
             "text_embeds": torch.cat([b["text_embeds"] for b in batches if b["text_embeds"] is not None])
             if captions else None,
         }
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(out, self.output_dir / f"embeddings_rank{trainer.global_rank}.pt")
+        from compclap.checkpoint_io import atomic_torch_save
+
+        atomic_torch_save(out, self.output_dir / f"embeddings_rank{trainer.global_rank}.pt")

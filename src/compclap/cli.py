@@ -58,6 +58,14 @@ class CompClapCLI(LightningCLI):
             if cb.class_path.endswith("ModelCheckpoint") and init is not None and init.get("dirpath") is None:
                 init.dirpath = str(run_dir / "checkpoints")
 
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        """The Trainer, writing every checkpoint atomically in its own folder (compclap.checkpoint_io)."""
+        from compclap.checkpoint_io import use_atomic_checkpoints
+
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoints(trainer)
+        return trainer
+
 
 # Subcommands outside LightningCLI: name -> "module:function" taking the remaining arguments.
 EXTRA_COMMANDS = {

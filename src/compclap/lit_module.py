@@ -15,6 +15,7 @@ from compclap.rng_state import rng_states as _rng_states
 from compclap.rng_state import set_rng_states as _set_rng_states
 from compclap.losses import ContrastiveLoss
 from compclap.models.dual_encoder import CLAPDualEncoder
+from compclap.nonfinite import NonFiniteGuard
 from compclap.text.identity import text_ids
 
 
@@ -38,6 +39,7 @@ class CompClapModule(L.LightningModule):
         layer_decay: float | None = None,
         activation_checkpointing: bool = False,
         compile: bool = False,
+        max_consecutive_nonfinite: int | None = 3,
     ) -> None:
         """Configure training.
 
@@ -60,6 +62,9 @@ class CompClapModule(L.LightningModule):
             layer_decay: layer-wise decay inside each tower (top block x1, each block below x layer_decay).
             activation_checkpointing: recompute the towers' block activations in backward (less memory, ~30% slower).
             compile: torch.compile the two towers (in place, so checkpoint keys do not change).
+            max_consecutive_nonfinite: a step whose loss or gradients are NaN/inf is skipped (no update) and counted
+                (train/nonfinite_steps); after this many in a row the run stops naming the last good checkpoint
+                (None: never stop). See compclap.nonfinite.
         """
         super().__init__()
         from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
@@ -83,6 +88,7 @@ class CompClapModule(L.LightningModule):
             self.model.audio.compile()
             self.model.text.compile()
         self._eval_outputs: list[dict[str, torch.Tensor]] = []
+        self._nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         if init_from is not None:
             self.load_weights(init_from)
 
@@ -94,7 +100,8 @@ class CompClapModule(L.LightningModule):
         load_state_into(self.model, path)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store RNG states so a resumed run continues with the same random stream (dropout, drop-path)."""
+        """Refuse non-finite weights; store RNG states so a resumed run continues with the same random stream."""
+        self._nonfinite.check_weights(self)
         checkpoint["compclap_rng_states"] = _rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -132,6 +139,7 @@ class CompClapModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         """One optimisation step over matching (clip, caption) pairs."""
+        self._nonfinite.note_batch_start(self)
         if "skipped_total" in batch:
             self.log("data/skipped_files", float(batch["skipped_total"]), on_step=True, on_epoch=False)
         if batch["waveforms"].shape[0] < 2:
@@ -148,7 +156,16 @@ class CompClapModule(L.LightningModule):
             self.log(f"train/{name}", value, on_step=True, on_epoch=False, batch_size=bs)
         self.log("train/loss", total, on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
         self.log("train/logit_scale", out["logit_scale"].detach(), on_step=True, on_epoch=False, batch_size=bs)
+        self._nonfinite.note_loss(total)
         return total
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Skip (and count) a step with a non-finite loss or gradients; stop after too many in a row."""
+        self._nonfinite.before_optimizer_step(self, optimizer)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Keep the learnable temperature inside its bounds (in place, as OpenCLIP does)."""
+        self.model.clamp_logit_scale_()
 
     def _embed_train_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Embed clips and captions (or a clip's multi-granular positives), plus hard negatives when the loss asks.

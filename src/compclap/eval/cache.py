@@ -284,6 +284,9 @@ class CachedEmbedder:
                     if emb.ndim != 2 or emb.shape[0] != len(batch):
                         raise ValueError(f"model returned {kind} embeddings of shape {tuple(emb.shape)} for "
                                          f"{len(batch)} inputs; expected (N, D)")
+                    if not bool(torch.isfinite(emb).all()):  # never cached: a diverged model must not score 0.0
+                        raise ValueError(f"model {self.name} gives non-finite {kind} embeddings (NaN/inf): its weights "
+                                         "are probably not finite (a diverged run); refusing to evaluate it")
                     new = {key: emb[i].numpy() for i, (key, _) in enumerate(batch)}
                     self.cache.put(self.model_id, kind, new)
                     found.update(new)

@@ -32,6 +32,7 @@ class CLAPDualEncoder(nn.Module):
         projection_style: str = "laion",
         logit_scale_init: float = 1 / 0.07,
         max_logit_scale: float = 100.0,
+        min_logit_scale: float = 1.0,
         hf_pretrained: str | None = None,
         pretrained: str | None = None,
         pretrained_tokenizer: str | None = None,
@@ -50,6 +51,8 @@ class CLAPDualEncoder(nn.Module):
             projection_style: "laion" (linear-act-linear) or "msclap" (residual, LayerNorm, no biases).
             logit_scale_init: initial temperature scale (1/0.07 as in CLIP/CLAP).
             max_logit_scale: the scale is clamped at this value (100).
+            min_logit_scale: and at this one (1: temperature at most 1); without a floor a diverging run drove
+                log-scale to -5520 (lr 1e3). Training also clamps the raw parameter in place after every step.
             hf_pretrained: local Hugging Face ClapModel directory to initialise towers, heads and scale from.
             pretrained: any checkpoint `load_model` reads (compclap .ckpt or export directory, Hugging Face
                 directory, LAION-CLAP .pt, MS-CLAP .pth): architecture, front end and weights come from it.
@@ -76,6 +79,7 @@ class CLAPDualEncoder(nn.Module):
             audio, text = source.audio, source.text
             embed_dim, projection_activation = source.embed_dim, source.projection_activation
             projection_style, max_logit_scale = source.projection_style, source.max_logit_scale
+            min_logit_scale = getattr(source, "min_logit_scale", min_logit_scale)
             audio.set_trainable_blocks(audio_trainable_blocks)
             text.set_trainable_blocks(text_trainable_blocks)
         if audio is None or text is None:
@@ -85,7 +89,10 @@ class CLAPDualEncoder(nn.Module):
         self.audio_projection = ProjectionHead(audio.output_dim, embed_dim, projection_activation, projection_style)
         self.text_projection = ProjectionHead(text.output_dim, embed_dim, projection_activation, projection_style)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale_init)))
+        if not 0 < min_logit_scale <= max_logit_scale:
+            raise ValueError(f"need 0 < min_logit_scale <= max_logit_scale, got {min_logit_scale}, {max_logit_scale}")
         self.max_logit_scale = max_logit_scale
+        self.min_logit_scale = min_logit_scale
         self.embed_dim = embed_dim
         self.projection_activation = projection_activation
         self.projection_style = projection_style
@@ -109,6 +116,8 @@ class CLAPDualEncoder(nn.Module):
         init_args = {"audio": self.audio.spec(), "text": self.text.spec(tokenizer),
                      "embed_dim": self.embed_dim, "projection_activation": self.projection_activation,
                      "projection_style": self.projection_style, "max_logit_scale": self.max_logit_scale}
+        if self.min_logit_scale != 1.0:
+            init_args["min_logit_scale"] = self.min_logit_scale
         if self.uncertainty:
             init_args.update(uncertainty=True, logvar_init=self.logvar_init)
         return {"class_path": "compclap.models.CLAPDualEncoder", "init_args": init_args}
@@ -127,8 +136,13 @@ class CLAPDualEncoder(nn.Module):
         return self.audio.frontend_config
 
     def scale(self) -> torch.Tensor:
-        """Temperature scale exp(logit_scale), clamped at `max_logit_scale`."""
-        return self.logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
+        """Temperature scale exp(logit_scale), clamped to [min_logit_scale, max_logit_scale]."""
+        return self.logit_scale.clamp(math.log(self.min_logit_scale), math.log(self.max_logit_scale)).exp()
+
+    @torch.no_grad()
+    def clamp_logit_scale_(self) -> None:
+        """Clamp the raw log-scale parameter into its bounds in place (after an optimiser step)."""
+        self.logit_scale.clamp_(math.log(self.min_logit_scale), math.log(self.max_logit_scale))
 
     def encode_audio(self, waveforms: torch.Tensor) -> torch.Tensor:
         """L2-normalised audio embeddings (B, D) from waveforms (B, T)."""
@@ -208,8 +222,8 @@ class CLAPDualEncoder(nn.Module):
         try:
             out, logvars = [], []
             for start in range(0, len(items), batch_size):
-                waves = [torch.from_numpy(self._prepare_wave(item, sample_rate)).to(self.device)
-                         for item in items[start:start + batch_size]]
+                waves = [torch.from_numpy(_finite_wave(self._prepare_wave(item, sample_rate), start + k, item))
+                         .to(self.device) for k, item in enumerate(items[start:start + batch_size])]
                 batch = waves if fusion else torch.stack([fit_length(w, cfg.num_samples, cfg.padding) for w in waves])
                 if return_uncertainty:
                     mean, logvar = self.encode_audio_gaussian(batch)
@@ -217,9 +231,10 @@ class CLAPDualEncoder(nn.Module):
                     logvars.append(logvar.float().cpu())
                 else:
                     out.append(self.encode_audio(batch).float().cpu())
-            means = torch.cat(out) if out else torch.empty(0, self.embed_dim)
+            means = _finite_embeddings(torch.cat(out) if out else torch.empty(0, self.embed_dim), "audio")
             if return_uncertainty:
-                return means, (torch.cat(logvars) if logvars else torch.empty(0, self.embed_dim))
+                return means, _finite_embeddings(torch.cat(logvars) if logvars else torch.empty(0, self.embed_dim),
+                                                 "audio log-variance")
             return means
         finally:
             self.train(was_training)
@@ -251,13 +266,31 @@ class CLAPDualEncoder(nn.Module):
             if not return_uncertainty:
                 out = [self.encode_text(list(texts[i:i + batch_size])).float().cpu()
                        for i in range(0, len(texts), batch_size)]
-                return torch.cat(out) if out else torch.empty(0, self.embed_dim)
+                return _finite_embeddings(torch.cat(out) if out else torch.empty(0, self.embed_dim), "text")
             pairs = [self.encode_text_gaussian(list(texts[i:i + batch_size])) for i in range(0, len(texts), batch_size)]
             if not pairs:
                 return torch.empty(0, self.embed_dim), torch.empty(0, self.embed_dim)
-            return (torch.cat([m.float().cpu() for m, _ in pairs]), torch.cat([v.float().cpu() for _, v in pairs]))
+            return (_finite_embeddings(torch.cat([m.float().cpu() for m, _ in pairs]), "text"),
+                    _finite_embeddings(torch.cat([v.float().cpu() for _, v in pairs]), "text log-variance"))
         finally:
             self.train(was_training)
+
+
+def _finite_wave(wave: np.ndarray, index: int, item: object) -> np.ndarray:
+    """`wave`, or a ValueError naming the item if it holds a NaN or an inf."""
+    if not np.isfinite(wave).all():
+        name = f" ({item})" if isinstance(item, (str, os.PathLike)) else ""
+        raise ValueError(f"audio item {index}{name} has non-finite samples (NaN or inf)")
+    return wave
+
+
+def _finite_embeddings(emb: torch.Tensor, kind: str) -> torch.Tensor:
+    """`emb`, or a ValueError if the model produced NaN/inf (its weights are then not finite: a diverged run)."""
+    if not bool(torch.isfinite(emb).all()):
+        rows = (~torch.isfinite(emb)).any(-1).nonzero().flatten().tolist()
+        raise ValueError(f"the model produced non-finite {kind} embeddings for {len(rows)} of {emb.shape[0]} inputs "
+                         f"(first: {rows[:5]}); its weights are probably NaN/inf (a diverged run)")
+    return emb
 
 
 def _logvar_head(in_dim: int, embed_dim: int, logvar_init: float) -> nn.Linear:
