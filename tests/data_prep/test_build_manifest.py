@@ -123,15 +123,79 @@ def test_cli(tmp_path: Path, audiocaps_slice, capsys: pytest.CaptureFixture[str]
     _wav(audio / f"{ids[0]}.wav")
     report = tmp_path / "missing.txt"
     args = ["--csv", str(csv_path), "--audio-dir", str(audio), "--output", str(tmp_path / "m.jsonl")]
-    assert cli.main([*args, "--missing-report", str(report)]) == 0
+    # Missing audio is an error by default: reported, nothing written, exit 1.
+    assert cli.main([*args, "--missing-report", str(report)]) == 1
+    err = capsys.readouterr().err
+    assert "for 5 of 6 clips" in err and ids[5] in err and "--allow-missing" in err
+    assert not (tmp_path / "m.jsonl").exists() and report.read_text().split() == ids[1:]
+    report.unlink()
+    assert cli.main([*args, "--missing-report", str(report), "--allow-missing"]) == 0
     err = capsys.readouterr().err
     assert "missing audio for 5 clips" in err and ids[5] in err
-    assert report.read_text().split() == ids[1:]
+    assert report.read_text().split() == ids[1:] and len((tmp_path / "m.jsonl").read_text().splitlines()) == 1
 
     empty = tmp_path / "empty_audio"
     empty.mkdir()
     args = ["--csv", str(csv_path), "--audio-dir", str(empty), "--output", str(tmp_path / "none.jsonl")]
     assert cli.main(args) == 1
+    assert "no audio file under" in capsys.readouterr().err
+    assert cli.main([*args, "--allow-missing"]) == 1
     assert "no audio found" in capsys.readouterr().err
     assert cli.main([*args[:2], "--audio-dir", str(tmp_path / "nope"), *args[4:]]) == 2
     assert "audio folder not found" in capsys.readouterr().err
+
+
+def test_every_extension_soundfile_decodes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """.oga / .ogg (Vorbis), .opus, .aiff are found; a clip whose only file soundfile cannot read is named."""
+    from compclap.data.manifest_builder import AUDIO_EXTENSIONS
+
+    for ext in (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".au"):
+        assert ext in AUDIO_EXTENSIONS, ext
+    assert (".opus" in AUDIO_EXTENSIONS) == ("OPUS" in sf.available_subtypes("OGG"))
+    t = np.arange(800) / 8000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    audio = tmp_path / "sounds"
+    audio.mkdir()
+    sf.write(audio / "bell.oga", tone, 8000, format="OGG", subtype="VORBIS")
+    sf.write(audio / "door.ogg", tone, 8000, format="OGG", subtype="VORBIS")
+    sf.write(audio / "rain.aiff", tone, 8000, format="AIFF")
+    (audio / "speech.m4a").write_bytes(b"not for libsndfile")
+    path = tmp_path / "clotho.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file_name", "caption_1"])
+        for name in ("bell.oga", "door.ogg", "rain.wav", "speech.wav"):
+            writer.writerow([name, f"a {name.split('.')[0]} sound"])
+    with pytest.raises(ValueError, match=r"1 of 4 clips: speech.wav\n  speech.wav: .*speech.m4a has an extension"):
+        build_manifest(path, audio, tmp_path / "m.jsonl", allow_missing=False)
+    assert not (tmp_path / "m.jsonl").exists()
+    report = build_manifest(path, audio, tmp_path / "m.jsonl")
+    assert report.missing == ["speech.wav"] and report.n_clips == 3
+    lines = [json.loads(x)["audio"] for x in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert lines == ["sounds/bell.oga", "sounds/door.ogg", "sounds/rain.aiff"]
+    from compclap.audio.io import load_audio
+
+    for rel in lines:
+        wave, sr = load_audio(tmp_path / rel)
+        assert sr == 8000 and abs(len(wave) - 800) < 200
+
+
+def test_prepare_subcommand_runs_the_same_tool(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from compclap.prepare import TOOLS
+    from compclap.prepare import main as prepare
+
+    assert set(TOOLS) == {"manifest", "negatives", "compose", "shards", "synth-demo"}
+    for name, (_, _, script) in TOOLS.items():
+        assert (REPO / script).is_file(), script
+    _wav(tmp_path / "audio" / "a.wav")
+    path = tmp_path / "c.csv"
+    path.write_text("file_name,caption_1\na.wav,a tone\n")
+    assert prepare(["manifest", "--csv", str(path), "--audio-dir", str(tmp_path / "audio"),
+                    "--output", str(tmp_path / "m.jsonl")]) == 0
+    assert json.loads((tmp_path / "m.jsonl").read_text()) == {"audio": "audio/a.wav", "captions": ["a tone"]}
+    assert prepare([]) == 2 and prepare(["nope"]) == 2
+    assert "synth-demo" in capsys.readouterr().err
+    assert prepare(["--help"]) == 0 and "negatives" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        prepare(["shards", "--help"])
+    assert "compclap prepare shards" in capsys.readouterr().out

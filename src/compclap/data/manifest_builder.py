@@ -13,8 +13,9 @@ CSV styles (auto-detected from the header):
   file is matched by its relative path under the audio folder, else by its file name, else by
   its stem.
 
-Audio files are searched recursively with the extensions of `AUDIO_EXTENSIONS`; when one stem
-exists with several extensions, the earlier extension in that tuple wins.
+Audio files are searched recursively with the extensions of `AUDIO_EXTENSIONS`: every container the
+installed libsndfile decodes (``soundfile.available_formats()``: .wav, .flac, .ogg / .oga / .opus, .mp3,
+.aiff, ...); when one stem exists with several extensions, the earlier extension in that tuple wins.
 """
 
 from __future__ import annotations
@@ -26,16 +27,46 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import soundfile as sf
+
 __all__ = [
     "AUDIO_EXTENSIONS",
     "ManifestReport",
+    "MissingAudioError",
+    "audio_extensions",
     "build_manifest",
     "detect_format",
     "index_audio_dir",
     "read_caption_csv",
 ]
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+# libsndfile format name -> the file extensions it is found under, most common formats first (that order is the
+# preference when one stem has several files). RAW (header-less), MAT4/5 and HTK (usually not audio) are left out.
+_FORMAT_EXTENSIONS = {
+    "WAV": (".wav", ".wave"), "FLAC": (".flac",), "OGG": (".ogg", ".oga", ".opus"), "MP3": (".mp3",),
+    "WAVEX": (".wav",), "RF64": (".rf64",), "W64": (".w64",), "AIFF": (".aiff", ".aif", ".aifc"),
+    "CAF": (".caf",), "AU": (".au", ".snd"), "VOC": (".voc",), "IRCAM": (".sf", ".ircam"), "NIST": (".sph", ".nist"),
+    "PAF": (".paf",), "SVX": (".iff", ".svx", ".8svx"), "AVR": (".avr",), "SD2": (".sd2",), "PVF": (".pvf",),
+    "XI": (".xi",), "SDS": (".sds",), "MPC2K": (".mpc",), "WVE": (".wve",),
+}
+
+
+def audio_extensions() -> tuple[str, ...]:
+    """File extensions (lower case, with the dot) of every audio format the installed libsndfile decodes."""
+    formats = sf.available_formats()
+    out: list[str] = []
+    for name, extensions in _FORMAT_EXTENSIONS.items():
+        if name not in formats:
+            continue
+        for ext in extensions:
+            if ext == ".opus" and "OPUS" not in sf.available_subtypes("OGG"):
+                continue
+            if ext not in out:
+                out.append(ext)
+    return tuple(out)
+
+
+AUDIO_EXTENSIONS = audio_extensions()
 FORMATS = ("audiocaps", "clotho")
 _CLOTHO_CAPTION = re.compile(r"^caption_(\d+)$")
 
@@ -49,6 +80,24 @@ class ManifestReport:
     n_captions: int
     missing: list[str] = field(default_factory=list)
     no_captions: list[str] = field(default_factory=list)
+    undecodable: dict[str, str] = field(default_factory=dict)  # missing clip -> a file of its stem soundfile cannot read
+
+
+class MissingAudioError(ValueError):
+    """Some clips of the CSV have no audio file; raised by `build_manifest(..., allow_missing=False)`."""
+
+    def __init__(self, report: ManifestReport, audio_dir: Path) -> None:
+        """Keep the report (nothing was written) and name the first missing clips."""
+        self.report = report
+        shown = ", ".join(report.missing[:10]) + (", ..." if len(report.missing) > 10 else "")
+        hints = [f"{key}: {path} has an extension soundfile does not decode"
+                 for key, path in list(report.undecodable.items())[:5]]
+        super().__init__(
+            f"no audio file under {audio_dir} for {len(report.missing)} of "
+            f"{len(report.missing) + report.n_clips + len(report.no_captions)} clips: {shown}"
+            + ("".join(f"\n  {h}" for h in hints))
+            + f"\n(searched extensions: {' '.join(AUDIO_EXTENSIONS)}; allow_missing / --allow-missing writes the "
+              "manifest without them)")
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -136,6 +185,16 @@ def index_audio_dir(audio_dir: str | Path) -> dict[str, Path]:
     return index
 
 
+def _other_files(audio_dir: Path) -> dict[str, Path]:
+    """Files under audio_dir without an audio extension, by stem: hints for clips that look missing."""
+    rank = set(AUDIO_EXTENSIONS)
+    out: dict[str, Path] = {}
+    for p in sorted(audio_dir.rglob("*")):
+        if p.suffix and p.suffix.lower() not in rank and p.is_file():
+            out.setdefault(p.stem, p)
+    return out
+
+
 def _find(fmt: str, key: str, index: dict[str, Path]) -> Path | None:
     if fmt == "audiocaps":
         candidates = ["stem:" + key, "stem:Y" + key]
@@ -160,8 +219,12 @@ def build_manifest(
     audio_dir: str | Path,
     output: str | Path,
     fmt: str | None = None,
+    allow_missing: bool = True,
 ) -> ManifestReport:
-    """Write a JSONL manifest of the clips of csv_path found under audio_dir; report the missing ones."""
+    """Write a JSONL manifest of the clips of csv_path found under audio_dir; report the missing ones.
+
+    With allow_missing=False a clip without audio raises MissingAudioError (naming them) and nothing is written.
+    """
     fmt, clips = read_caption_csv(csv_path, fmt)
     index = index_audio_dir(audio_dir)
     output = Path(output)
@@ -183,9 +246,19 @@ def build_manifest(
         record = {"audio": _manifest_path(audio, manifest_dir), "captions": captions}
         lines.append(json.dumps(record, ensure_ascii=False))
 
+    report = ManifestReport(
+        format=fmt, n_clips=len(lines), n_captions=n_captions, missing=missing, no_captions=no_captions
+    )
+    if missing:
+        others = _other_files(Path(audio_dir))
+        for key in missing:
+            stem = Path(key).stem if fmt == "clotho" else key
+            hit = others.get(stem) or others.get("Y" + stem)
+            if hit is not None:
+                report.undecodable[key] = str(hit)
+    if missing and not allow_missing:
+        raise MissingAudioError(report, Path(audio_dir))
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", encoding="utf-8") as handle:
         handle.writelines(line + "\n" for line in lines)
-    return ManifestReport(
-        format=fmt, n_clips=len(lines), n_captions=n_captions, missing=missing, no_captions=no_captions
-    )
+    return report
