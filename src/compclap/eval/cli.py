@@ -20,8 +20,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from compclap.eval.runner import DEFAULT_CACHE_DIR, ModelSpec
+if TYPE_CHECKING:
+    from compclap.eval.runner import ModelSpec
+
+# = compclap.eval.runner.DEFAULT_CACHE_DIR (a test checks): not imported, so that --help never loads torch.
+DEFAULT_CACHE_DIR = Path("checkpoints") / "embed_cache"
 
 __all__ = ["main", "parse_model_args"]
 
@@ -32,6 +37,8 @@ def parse_model_args(values: list[str], tokenizer: str | None = None) -> list[Mo
     ``NAME=PATH`` is recognised when PATH exists and the whole string does not. Unnamed models are named by
     the file stem (directory name), with parent folders prepended until names are unique.
     """
+    from compclap.eval.runner import ModelSpec
+
     specs: list[tuple[str | None, str]] = []
     for value in values:
         name, path = None, value
@@ -165,11 +172,11 @@ def _benchmarks(args: argparse.Namespace) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `compclap evaluate`; returns the exit status (0 ok, 2 bad input)."""
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)  # before any heavy import: fast --help
     from compclap.audio.io import AudioDecodeError
     from compclap.data.manifest import ManifestError
     from compclap.eval.runner import run_suite
 
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.batch_size < 1:
         print("error: --batch-size must be >= 1", file=sys.stderr)
         return 2
