@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Optional
 
 import lightning as L
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -42,13 +43,26 @@ class CompClapCLI(LightningCLI):
 
             check_checkpoint_file(ckpt_path)
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        """Lightning's subcommand parser; predict also takes --output (the embeddings' folder)."""
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":
+            parser.add_argument("--output", type=Optional[str], default=None,
+                                help="Folder for the embeddings (default: RUN_DIR/predictions; RUN_DIR defaults to "
+                                     "the --ckpt_path's run folder).")
+        return parser
+
     def before_instantiate_classes(self) -> None:
         """Point default_root_dir (hence the default TensorBoard logger) and checkpoints at --run_dir.
 
         ModelCheckpoint gets a fixed dirpath (not the logger's versioned folder) so `--ckpt_path last`
-        finds the previous run's last.ckpt.
+        finds the previous run's last.ckpt. validate/test/predict of a checkpoint without a --run_dir write into
+        that checkpoint's run folder (compclap.callbacks.evaluation_run_dir).
         """
+        from compclap.callbacks import evaluation_run_dir
+
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        cfg.run_dir = evaluation_run_dir(self.subcommand, cfg.run_dir, cfg.get("ckpt_path"))
         run_dir = Path(cfg.run_dir)
         trainer = cfg.trainer
         if trainer.default_root_dir in (None, "."):
@@ -64,6 +78,10 @@ class CompClapCLI(LightningCLI):
 
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoints(trainer)
+        if self.subcommand == "predict":  # predict always writes its embeddings, and says where
+            from compclap.callbacks import install_prediction_writer
+
+            install_prediction_writer(trainer, self.config["predict"].get("output"))
         return trainer
 
 
