@@ -5,8 +5,10 @@
   group score on held-out vs training compositions, the matched-minus-swapped margin and the audio-audio /
   text-text cosines of the two candidates;
 * per benchmark: a detailed table (confidence intervals, triplet scores, per-fold accuracies, ...), a
-  grouped bar plot (models side by side for each headline metric, with 95% intervals where known) and,
-  for CompA, a few example rows with every model's 2x2 caption-audio similarity matrix.
+  grouped bar plot (models side by side for each headline metric, with 95% intervals where known), for
+  zero-shot a per-class table, and for CompA a few example rows with every model's 2x2 caption-audio
+  similarity matrix on one shared colour scale, and a sentence saying why those rows were chosen
+  (`compclap.eval.report_compa`).
 
 The report is re-renderable from the output folder alone: CompA examples are read back from the per-row
 CSVs the suite wrote next to results.json.
@@ -14,15 +16,15 @@ CSVs the suite wrote next to results.json.
 
 from __future__ import annotations
 
-import csv
 import math
-import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["benchmark_table", "diagnostics_table", "format_value", "lookup", "plot_bars", "plot_compa_examples",
-           "render_report", "summary_table"]
+from compclap.eval.report_compa import choose_compa_examples, plot_compa_examples
+
+__all__ = ["benchmark_table", "diagnostics_table", "format_value", "lookup", "per_class_table", "plot_bars",
+           "plot_compa_examples", "render_report", "summary_table"]
 
 
 def lookup(result: Mapping[str, Any] | None, key: str) -> Any:
@@ -204,86 +206,39 @@ def plot_bars(payload: Mapping[str, Any], bench: str, path: str | Path) -> Path 
     return path
 
 
-def _read_rows(path: Path) -> list[dict[str, str]] | None:
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
-    except OSError:
-        return None
+PER_CLASS_MAX_ROWS = 100
 
 
-def _choose_examples(rows_by_model: Mapping[str, list[dict[str, str]]], n: int) -> list[int]:
-    """Rows where the models disagree most (on text, audio, group) first, then rows won by some, then the rest."""
-    n_rows = min(len(r) for r in rows_by_model.values())
-    keyed = []
-    for i in range(n_rows):
-        disagree = sum(len({rows[i][k] for rows in rows_by_model.values()}) > 1 for k in ("text", "audio", "group"))
-        wins = sum(rows[i][k] == "True" for rows in rows_by_model.values() for k in ("text", "audio"))
-        keyed.append((-disagree, -wins, i))
-    return [i for *_, i in sorted(keyed)[:n]]
+def per_class_table(payload: Mapping[str, Any], bench: str) -> str:
+    """Markdown: a zero-shot benchmark's score per class (top-1 accuracy, or AP when multi-label), per model.
 
+    Classes in the benchmark's order; above PER_CLASS_MAX_ROWS classes, the lowest-scoring ones (mean over the
+    models) are shown. "" when no result carries per-class scores.
+    """
+    models = [m for m in payload["models"] if lookup(payload["results"].get(m, {}), f"{bench}.per_class")]
+    if not models:
+        return ""
+    per = {m: payload["results"][m][bench]["per_class"] for m in models}
+    classes = list(dict.fromkeys(c for m in models for c in per[m]))
+    metric = "AP" if payload["benchmarks"][bench].get("multi_label") else "top1"
 
-def plot_compa_examples(payload: Mapping[str, Any], bench: str, out_dir: str | Path, path: str | Path,
-                        n_examples: int = 3) -> Path | None:
-    """A few CompA rows (models disagreeing first): each model's 2x2 similarity matrix, captions x audio."""
-    out_dir = Path(out_dir)
-    rows_by_model: dict[str, list[dict[str, str]]] = {}
-    for model in payload["models"]:
-        name = lookup(payload["results"].get(model, {}), f"{bench}.rows_csv")
-        rows = _read_rows(out_dir / name) if name else None
-        if rows:
-            rows_by_model[model] = rows
-    if not rows_by_model:
-        return None
-    examples = _choose_examples(rows_by_model, n_examples)
-    if not examples:
-        return None
-    plt = _pyplot()
-    models = list(rows_by_model)
-    n_cols = len(models)
-    fig, axes = plt.subplots(len(examples), n_cols, figsize=(2.3 * n_cols + 3.2, 2.2 * len(examples) + 0.4),
-                             squeeze=False)
-    for r, i in enumerate(examples):
-        ref = rows_by_model[models[0]][i]
-        for c, model in enumerate(models):
-            ax = axes[r][c]
-            mat = [[float(rows_by_model[model][i][f"s{a}{b}"]) for b in (0, 1)] for a in (0, 1)]
-            # Each matrix on its own colour scale: only the order of its four entries decides the scores.
-            lo, hi = min(min(row) for row in mat), max(max(row) for row in mat)
-            if hi - lo < 1e-9:
-                lo, hi = lo - 1e-3, hi + 1e-3
-            ax.imshow(mat, cmap="viridis", vmin=lo, vmax=hi)
-            for d in (0, 1):
-                ax.add_patch(plt.Rectangle((d - 0.5, d - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
-            gaps = [abs(mat[0][0] - mat[1][0]), abs(mat[1][1] - mat[0][1]), abs(mat[0][0] - mat[0][1]),
-                    abs(mat[1][1] - mat[1][0])]
-            smallest = min([g for g in gaps if g > 0] or [1.0])
-            digits = min(6, max(3, math.ceil(-math.log10(smallest)) + 1))  # enough to see who wins
-            for a in (0, 1):
-                for b in (0, 1):
-                    ax.text(b, a, f"{mat[a][b]:.{digits}f}", ha="center", va="center", fontsize=8,
-                            color="white" if mat[a][b] < (lo + hi) / 2 else "black")
-            row = rows_by_model[model][i]
-            marks = " ".join(f"{k}:{'win' if row[k] == 'True' else 'lose'}" for k in ("text", "audio"))
-            ax.set_title(f"{model}\n{marks}" if r == 0 else marks, fontsize=8)
-            ax.set_xticks([0, 1], [_short(ref["file_0"]), _short(ref["file_1"])], fontsize=7)
-            if c == 0:
-                ax.set_yticks([0, 1], [textwrap.fill(ref["caption_0"], 28), textwrap.fill(ref["caption_1"], 28)],
-                              fontsize=7)
-                ax.set_ylabel(f"row {ref['row']}", fontsize=8)
-            else:
-                ax.set_yticks([])
-    fig.suptitle(f"{bench}: caption x audio cosine similarity (red: matching pairs; colours per matrix)", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    def cell(model: str, cls: str) -> Any:
+        return lookup(per[model].get(cls), metric)
 
+    note = ""
+    if len(classes) > PER_CLASS_MAX_ROWS:
+        def mean(cls: str) -> float:
+            vals = [v for v in (cell(m, cls) for m in models) if isinstance(v, (int, float))]
+            return sum(vals) / len(vals) if vals else math.inf
 
-def _short(file: str, width: int = 18) -> str:
-    name = Path(file).name
-    return name if len(name) <= width else "..." + name[-(width - 3):]
+        keep = set(sorted(classes, key=mean)[:PER_CLASS_MAX_ROWS])
+        note = f"\n\nThe {PER_CLASS_MAX_ROWS} lowest-scoring of {len(classes)} classes (mean over the models)."
+        classes = [c for c in classes if c in keep]
+    label = "AP" if metric == "AP" else "top-1"
+    n_label = "positives" if metric == "AP" else "clips"
+    rows = [[cls, str(lookup(per[models[0]].get(cls), "n") or 0)] + [format_value(cell(m, cls)) for m in models]
+            for cls in classes]
+    return _table(["class", n_label] + [f"{m} {label}" for m in models], rows) + note
 
 
 def _describe(desc: Mapping[str, Any]) -> str:
@@ -332,10 +287,15 @@ def render_report(payload: Mapping[str, Any], out_dir: str | Path, plots: bool =
             bars = plot_bars(payload, bench, out_dir / f"bars_{bench}.png")
             if bars is not None:
                 parts += [f"![{bench} scores]({bars.name})", ""]
-            if desc.get("kind") == "compa":
-                ex = plot_compa_examples(payload, bench, out_dir, out_dir / f"examples_{bench}.png")
-                if ex is not None:
-                    parts += [f"![{bench} example rows]({ex.name})", ""]
+            examples = choose_compa_examples(payload, bench, out_dir) if desc.get("kind") == "compa" else None
+            if examples is not None:
+                ex = plot_compa_examples(payload, bench, out_dir, out_dir / f"examples_{bench}.png", examples=examples)
+                parts += [f"![{bench} example rows]({ex.name})", "", examples.note, ""]
+        if desc.get("kind") == "zeroshot":
+            table = per_class_table(payload, bench)
+            if table:
+                parts += [f"Per class ({'AP' if desc.get('multi_label') else 'top-1 accuracy'}, percent, all clips "
+                          "pooled):", "", table, ""]
         for model in payload["models"]:  # per-model Markdown notes a benchmark wrote (e.g. ProLAP traversals)
             notes = lookup(payload["results"].get(model, {}), f"{bench}.notes_md")
             if notes and (out_dir / notes).is_file():

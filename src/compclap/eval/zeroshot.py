@@ -34,6 +34,7 @@ __all__ = [
     "class_embeddings",
     "evaluate_zeroshot",
     "multilabel_average_precision",
+    "per_class_scores",
     "read_esc50",
     "read_label_csv",
     "target_ranks",
@@ -254,6 +255,25 @@ def _subset_metrics(scores: Tensor, data: ZeroShotData, idx: list[int], ks: Sequ
     return {**topk_accuracy(sub, targets, ks), "n_clips": len(idx)}
 
 
+def per_class_scores(scores: Tensor, data: ZeroShotData) -> dict[str, dict[str, Any]]:
+    """Per class over all clips: {"n": clips, "top1": accuracy %} (single-label) or {"n": positives, "AP": %}."""
+    if data.multi_label:
+        y = torch.zeros(scores.shape, dtype=torch.bool)
+        for r, targets in enumerate(data.targets):
+            y[r, targets] = True
+        _, ap = multilabel_average_precision(scores, y)
+        return {c: {"n": int(y[:, k].sum()), "AP": None if math.isnan(ap[k]) else float(ap[k] * 100)}
+                for k, c in enumerate(data.classes)}
+    targets = torch.tensor([t[0] for t in data.targets], dtype=torch.long)
+    ranks = target_ranks(scores, targets)
+    out: dict[str, dict[str, Any]] = {}
+    for k, c in enumerate(data.classes):
+        mask = targets == k
+        n = int(mask.sum())
+        out[c] = {"n": n, "top1": float((ranks[mask] <= 1).double().mean() * 100) if n else None}
+    return out
+
+
 def evaluate_zeroshot(data: ZeroShotData, embed_audio: Callable[[list[Path]], Tensor],
                       embed_text: Callable[[list[str]], Tensor], templates: Sequence[str] = DEFAULT_TEMPLATES,
                       ks: Sequence[int] = (1, 5)) -> dict[str, Any]:
@@ -290,6 +310,7 @@ def evaluate_zeroshot(data: ZeroShotData, embed_audio: Callable[[list[Path]], Te
         result.update(_subset_metrics(scores, data, everything, ks))
     result["n_classes"] = len(data.classes)
     result["multi_label"] = data.multi_label
+    result["per_class"] = per_class_scores(scores, data)
     result["templates"] = list(templates)
     result["folds"] = folds
 
