@@ -35,6 +35,13 @@ class CompClapCLI(LightningCLI):
         LightningCLI merges a checkpoint's hyper-parameters into the config (importing every class path they name)
         right after this, so the check has to come first; see compclap.models.registry.
         """
+        import sys
+
+        from compclap.optim import cli_optimizer_error
+
+        refused = cli_optimizer_error(sys.argv[1:] if args is None else args if isinstance(args, list) else [])
+        if refused:
+            parser.error(refused)
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
@@ -101,8 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     if args and args[0] in EXTRA_COMMANDS:
         module, func = EXTRA_COMMANDS[args[0]].split(":")
         raise SystemExit(getattr(importlib.import_module(module), func)(args[1:]))
+    # The optimiser is model.optimizer (param groups and schedule kept): LightningCLI's --optimizer is refused.
     CompClapCLI(CompClapModule, L.LightningDataModule, subclass_mode_data=True, args=argv,
-                save_config_kwargs={"overwrite": True})
+                save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
 
 
 if __name__ == "__main__":

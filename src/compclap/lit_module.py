@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
@@ -30,6 +29,7 @@ class CompClapModule(L.LightningModule):
         weight_decay: float = 0.0,
         betas: tuple[float, float] = (0.9, 0.999),
         warmup_steps: int = 0,
+        warmup_ratio: float | None = None,
         scheduler: str = "cosine",
         min_lr_ratio: float = 0.0,
         init_from: str | None = None,
@@ -40,16 +40,20 @@ class CompClapModule(L.LightningModule):
         activation_checkpointing: bool = False,
         compile: bool = False,
         max_consecutive_nonfinite: int | None = 3,
+        optimizer: str = "AdamW",
+        optimizer_args: dict[str, Any] | None = None,
     ) -> None:
         """Configure training.
 
         Args:
             model: the dual encoder to train.
             loss: a loss module (default: ContrastiveLoss); every returned key ending in "_loss" is summed.
-            lr: peak learning rate (AdamW).
-            weight_decay: AdamW weight decay on matrices (biases, norms and the temperature are not decayed).
-            betas: AdamW betas.
-            warmup_steps: linear warm-up steps.
+            lr: peak learning rate (of the heads; the towers' groups scale it by lr_multipliers and layer_decay).
+            weight_decay: weight decay on matrices (biases, norms and the temperature are not decayed).
+            betas: betas of the Adam-family optimizers (AdamW, Adam, NAdam, RAdam, Adamax).
+            warmup_steps: linear warm-up steps, at most 25% of the run (longer is clamped with a warning).
+            warmup_ratio: linear warm-up as a share of the run's optimizer steps (e.g. 0.05); used instead of
+                warmup_steps when set.
             scheduler: "cosine" (decay to min_lr_ratio * lr over the run) or "constant" after warm-up.
             min_lr_ratio: final learning rate as a fraction of `lr` for the cosine schedule.
             init_from: weights only (no optimiser state), loaded strictly, from a compclap .ckpt, a run directory
@@ -65,6 +69,10 @@ class CompClapModule(L.LightningModule):
             max_consecutive_nonfinite: a step whose loss or gradients are NaN/inf is skipped (no update) and counted
                 (train/nonfinite_steps); after this many in a row the run stops naming the last good checkpoint
                 (None: never stop). See compclap.nonfinite.
+            optimizer: the torch.optim class, by name ("AdamW", "SGD", "torch.optim.RAdam"); it gets the parameter
+                groups and the schedule above. LightningCLI's --optimizer is refused (see compclap.optim).
+            optimizer_args: its other arguments, e.g. {"momentum": 0.9, "nesterov": true} for SGD or {"eps": 1e-6}
+                (lr, weight_decay and betas have their own options).
         """
         super().__init__()
         from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
@@ -80,6 +88,11 @@ class CompClapModule(L.LightningModule):
             raise ValueError(f"lr_multipliers keys must be among audio, text, heads; got {sorted(lr_multipliers)}")
         if layer_decay is not None and not 0 < layer_decay <= 1:
             raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
+        if warmup_ratio is not None and not 0 <= warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+        from compclap.optim import check_optimizer_options
+
+        check_optimizer_options(optimizer, optimizer_args, betas, weight_decay)
         if activation_checkpointing:
             from compclap.models.training_aids import enable_activation_checkpointing
 
@@ -347,42 +360,11 @@ class CompClapModule(L.LightningModule):
                 "text_embeds": self.model.encode_text(batch["captions"]).cpu() if batch["captions"] else None}
 
     # ----------------------------------------------------------------- optimisation
-    def _param_groups(self) -> list[dict[str, Any]]:
-        """AdamW groups: decay on matrices only; lr scaled per part (lr_multipliers) and per layer (layer_decay)."""
-        mult = {"audio": 1.0, "text": 1.0, "heads": 1.0, **(self.hparams.lr_multipliers or {})}
-        layer_scale: dict[int, float] = {}
-        if self.hparams.layer_decay is not None:
-            from compclap.models.training_aids import layer_lr_scales
-
-            for tower in (self.model.audio, self.model.text):
-                layer_scale.update(layer_lr_scales(tower, self.hparams.layer_decay))
-        groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            part = "audio" if name.startswith("model.audio.") else "text" if name.startswith("model.text.") else "heads"
-            scale = mult[part] * layer_scale.get(id(p), 1.0)
-            wd = self.hparams.weight_decay if p.ndim >= 2 else 0.0
-            groups.setdefault((scale, wd), []).append(p)
-        return [{"params": ps, "lr": self.hparams.lr * scale, "weight_decay": wd}
-                for (scale, wd), ps in sorted(groups.items(), key=lambda kv: kv[0])]
-
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW, linear warm-up then cosine or constant (the schedule scales every group's own lr)."""
-        opt = torch.optim.AdamW(self._param_groups(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup, kind, floor = self.hparams.warmup_steps, self.hparams.scheduler, self.hparams.min_lr_ratio
+        """model.optimizer on the parameter groups, linear warm-up then cosine or constant (compclap.optim)."""
+        from compclap.optim import configure
 
-        def factor(step: int) -> float:
-            if warmup > 0 and step < warmup:
-                return (step + 1) / warmup
-            if kind == "constant":
-                return 1.0
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return configure(self)
 
 
 def _hierarchy_pairs(captions: list[str], caption_owner: torch.Tensor, texts: list[str],
