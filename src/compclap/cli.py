@@ -80,11 +80,14 @@ class CompClapCLI(LightningCLI):
                 init.dirpath = str(run_dir / "checkpoints")
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
-        """The Trainer, writing every checkpoint atomically in its own folder (compclap.checkpoint_io)."""
+        """The Trainer, writing every checkpoint atomically in its own folder (compclap.checkpoint_io), printing a
+        line per epoch when stdout is not a terminal and showing no v_num (compclap.epoch_log)."""
         from compclap.checkpoint_io import use_atomic_checkpoints
+        from compclap.epoch_log import install_log_callbacks
 
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoints(trainer)
+        install_log_callbacks(trainer)
         if self.subcommand == "predict":  # predict always writes its embeddings, and says where
             from compclap.callbacks import install_prediction_writer
 

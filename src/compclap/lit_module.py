@@ -165,7 +165,8 @@ class CompClapModule(L.LightningModule):
         terms = self.loss(**out)
         total = sum(v for k, v in terms.items() if k.endswith("_loss"))
         bs = batch["waveforms"].shape[0]
-        for name, value in terms.items():
+        for name, value in terms.items():  # accuracies ("*_acc", shares from the loss) in percent
+            value = 100.0 * value if name.endswith("_acc") else value
             self.log(f"train/{name}", value, on_step=True, on_epoch=False, batch_size=bs)
         self.log("train/loss", total, on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
         self.log("train/logit_scale", out["logit_scale"].detach(), on_step=True, on_epoch=False, batch_size=bs)
@@ -317,7 +318,7 @@ class CompClapModule(L.LightningModule):
 
     def _retrieval(self, prefix: str) -> None:
         """Gather embeddings from every rank, drop DDP padding duplicates, log retrieval metrics."""
-        from compclap.eval.retrieval import retrieval_metrics
+        from compclap.eval.retrieval import retrieval_metrics, to_percent
 
         outs, self._eval_outputs = self._eval_outputs, []
         dim = self.model.embed_dim
@@ -336,8 +337,8 @@ class CompClapModule(L.LightningModule):
         row_of_clip = {int(c): i for i, c in enumerate(clip_ids.tolist())}
         text_to_audio = torch.tensor([row_of_clip[int(c)] for c in text_clip.tolist()], dtype=torch.long)
         metrics = retrieval_metrics(audio.cpu(), text.cpu(), text_to_audio, chunk_size=self.hparams.eval_chunk_size)
-        for name, value in metrics.items():
-            self.log(f"{prefix}/{name}", float(value), sync_dist=False, rank_zero_only=False)
+        for name, value in to_percent(metrics).items():  # percent, as `compclap evaluate` reports them
+            self.log(f"{prefix}/{name}", value, sync_dist=False, rank_zero_only=False)
 
     def on_validation_epoch_end(self) -> None:
         """Retrieval metrics on the validation split."""
@@ -350,7 +351,7 @@ class CompClapModule(L.LightningModule):
             from compclap.eval.compa import evaluate_compa, read_compa_csv
 
             result = evaluate_compa(read_compa_csv(csv_path), self.model.embed_audio, self.model.embed_text)
-            for metric in ("text", "audio", "group"):
+            for metric in ("text", "audio", "group"):  # evaluate_compa's scores are in percent already
                 self.log(f"test/compa_{name}_{metric}", float(result[metric]))
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
@@ -362,8 +363,10 @@ class CompClapModule(L.LightningModule):
     # ----------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> dict[str, Any]:
         """model.optimizer on the parameter groups, linear warm-up then cosine or constant (compclap.optim)."""
+        from compclap.epoch_log import fit_log_interval
         from compclap.optim import configure
 
+        fit_log_interval(self.trainer)  # before configure sets up the data: it quiets Lightning's warning
         return configure(self)
 
 

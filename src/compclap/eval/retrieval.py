@@ -46,7 +46,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["retrieval_metrics"]
+__all__ = ["retrieval_metrics", "to_percent"]
 
 # Upper bound on the elements of one similarity block (2**27 float32 = 512 MiB): the number of
 # queries per chunk is lowered below `chunk_size` when the item axis is very long.
@@ -64,7 +64,10 @@ def retrieval_metrics(
     map_k: int = 10,
     chunk_size: int = 1024,
 ) -> dict[str, float]:
-    """Multi-caption retrieval metrics (a2t and t2a R@k, mAP@map_k, medR) from L2-normalised embeddings."""
+    """Multi-caption retrieval metrics (a2t and t2a R@k, mAP@map_k, medR) from L2-normalised embeddings.
+
+    R@k and mAP are fractions here; every log, table and report shows them in percent (`to_percent`).
+    """
     ks = _check_inputs(audio_embeds, text_embeds, text_to_audio, ks, map_k, chunk_size)
     # Half precision matmuls are slow or unsupported on CPU and coarse enough to create ties.
     dtype = torch.promote_types(audio_embeds.dtype, torch.float32)
@@ -229,3 +232,8 @@ def _median(ranks: Tensor) -> float:
     values = ranks.double().sort().values
     n = values.numel()
     return float((values[(n - 1) // 2] + values[n // 2]) / 2)
+
+
+def to_percent(metrics: dict[str, float]) -> dict[str, float]:
+    """R@k and mAP in percent, medR unchanged (a rank): the unit of every compclap log, table and report."""
+    return {k: (float(v) if k.endswith("medR") else 100.0 * float(v)) for k, v in metrics.items()}

@@ -22,7 +22,7 @@ from compclap.data.manifest import read_manifest
 # The benchmark classes moved to `compclap.eval.benchmarks`; re-exported here, where users import them from.
 from compclap.eval.benchmarks import Benchmark, CompaBenchmark, RetrievalBenchmark, ZeroShotBenchmark
 from compclap.eval.compa import evaluate_compa, read_compa_csv
-from compclap.eval.retrieval import retrieval_metrics
+from compclap.eval.retrieval import retrieval_metrics, to_percent
 
 __all__ = ["Benchmark", "CompaBenchmark", "Embedder", "ModelSpec", "RetrievalBenchmark", "ZeroShotBenchmark",
            "evaluate_model", "evaluate_retrieval_manifest", "markdown_table", "run_suite", "slugify"]
@@ -39,12 +39,12 @@ class Embedder(Protocol):
 
 
 def evaluate_retrieval_manifest(model: Embedder, manifest: str | os.PathLike) -> dict[str, float]:
-    """Retrieval both ways over every clip and all its captions (multi-caption protocol)."""
+    """Retrieval both ways over every clip and all its captions (multi-caption protocol), in percent (medR: a rank)."""
     records = read_manifest(manifest)
     audio = model.embed_audio([r["audio"] for r in records])
     captions = [c for r in records for c in r["captions"]]
     owner = torch.tensor([i for i, r in enumerate(records) for _ in r["captions"]], dtype=torch.long)
-    return retrieval_metrics(audio, model.embed_text(captions), owner)
+    return to_percent(retrieval_metrics(audio, model.embed_text(captions), owner))
 
 
 def evaluate_model(model: Embedder, retrieval_manifest: str | None = None,
@@ -74,8 +74,7 @@ def markdown_table(results: Mapping[str, Mapping[str, Any]]) -> str:
         cells = []
         for group, key, _ in cols:
             value = res.get(group, {}).get(key)
-            scale = 100.0 if group == "retrieval" else 1.0  # CompA scores are already percentages
-            cells.append("-" if value is None else f"{value * scale:.1f}")
+            cells.append("-" if value is None else f"{value:.1f}")  # every score is in percent
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
