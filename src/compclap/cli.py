@@ -32,8 +32,8 @@ class CompClapCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Parse the command line, then refuse a --ckpt_path whose stored config names classes outside the registry.
 
-        LightningCLI merges a checkpoint's hyper-parameters into the config (importing every class path they name)
-        right after this, so the check has to come first; see compclap.models.registry.
+        The checkpoint's hyper-parameters become the parser's defaults (compclap.cli_ckpt, which checks them against
+        compclap.models.registry before any class path they name is imported).
         """
         import sys
 
@@ -42,13 +42,19 @@ class CompClapCLI(LightningCLI):
         refused = cli_optimizer_error(sys.argv[1:] if args is None else args if isinstance(args, list) else [])
         if refused:
             parser.error(refused)
-        super().parse_arguments(parser, args)
+        from compclap.cli_ckpt import parse_with_priority
+
+        parse_with_priority(self, parser, args)  # command line > --config > checkpoint; a --run_dir flag wins
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
             from compclap.models.registry import check_checkpoint_file
 
             check_checkpoint_file(ckpt_path)
+
+    def _parse_ckpt_path(self) -> None:
+        """Done in parse_arguments (compclap.cli_ckpt): Lightning's version lets the checkpoint override the command
+        line."""
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         """Lightning's subcommand parser; predict also takes --output (the embeddings' folder)."""

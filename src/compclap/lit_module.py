@@ -113,9 +113,13 @@ class CompClapModule(L.LightningModule):
         load_state_into(self.model, path)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse non-finite weights; store RNG states so a resumed run continues with the same random stream."""
+        """Refuse non-finite weights; store RNG states so a resumed run continues with the same random stream, and
+        the architecture spec and tokenizer files, so the checkpoint loads without its sources (models/embedded.py)."""
+        from compclap.models.embedded import embed_architecture
+
         self._nonfinite.check_weights(self)
         checkpoint["compclap_rng_states"] = _rng_states()
+        embed_architecture(checkpoint, self.model)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the RNG states saved by on_save_checkpoint until training restarts."""

@@ -133,9 +133,9 @@ def model_identity(path: str | os.PathLike, tokenizer: str | os.PathLike | None 
 
     A directory (Hugging Face ClapModel folder, compclap export) contributes each file's relative path and
     content hash, so weights, config, preprocessor and tokenizer files all count; a training run directory
-    stands for its ``last.ckpt``. A `tokenizer` override directory (`load_model(..., tokenizer=)`) is hashed in
-    too. Not covered: the tokenizer directory a Lightning .ckpt merely records by path (retraining a tokenizer
-    in place keeps the identity; pass ``--tokenizer`` or clear the cache then).
+    stands for the checkpoint `load_model` reads (its best, else ``last.ckpt``). A `tokenizer` override directory
+    (`load_model(..., tokenizer=)`) is hashed in too. Not covered: the tokenizer directory an older Lightning .ckpt
+    merely records by path (newer ones carry the tokenizer files; pass ``--tokenizer`` or clear the cache then).
     """
     digest = hashlib.sha1(CACHE_VERSION.encode())
     for label, root in (("model", path), ("tokenizer", tokenizer)):
@@ -157,15 +157,11 @@ def model_identity(path: str | os.PathLike, tokenizer: str | os.PathLike | None 
 
 
 def _run_dir_checkpoint(path: Path) -> Path:
-    """A training run directory stands for its last.ckpt (as in `load_model`); other paths are returned as is.
+    """The file a run directory stands for (its best checkpoint, else last.ckpt, as in `load_model`); other paths
+    are returned as is. Hashing the whole run directory would hash every checkpoint and log file."""
+    from compclap.models.run_dir import resolve_checkpoint
 
-    Hashing the whole run directory would hash every checkpoint and log file, and change with each of them.
-    """
-    if path.is_dir() and not (path / "config.json").is_file() and not (path / "compclap_config.json").is_file():
-        for candidate in (path / "last.ckpt", path / "checkpoints" / "last.ckpt"):
-            if candidate.is_file():
-                return candidate
-    return path
+    return resolve_checkpoint(path).path
 
 
 def module_identity(module: nn.Module) -> str:

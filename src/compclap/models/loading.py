@@ -1,7 +1,9 @@
 """`load_model` and `load_state_into`: one entry point for every checkpoint format compclap reads.
 
 Formats (all local, nothing is downloaded):
-- a compclap Lightning `.ckpt` (or a run directory holding `last.ckpt`);
+- a compclap Lightning `.ckpt`, or a run directory: its best checkpoint, else `last.ckpt` (`RUN_DIR/last`,
+  `RUN_DIR/best` pick one; see models/run_dir.py); the architecture comes from the spec and tokenizer files the
+  checkpoint carries (models/embedded.py), so the run loads after its source folders moved;
 - a compclap export directory (`compclap_config.json` + `model.safetensors` + `tokenizer/`);
 - a Hugging Face `ClapModel` directory (`config.json` + weights, unfused or fused);
 - a LAION-CLAP `.pt` (`{"state_dict": ...}` or a raw state dict, optional `module.` prefix);
@@ -57,17 +59,17 @@ def load_model(path: str | os.PathLike, tokenizer: str | os.PathLike | None = No
     .pth (gpt2 files for 2023, bert-base-uncased for 2022), which carry none; for other formats it replaces
     the tokenizer they record.
     """
-    path = Path(path)
+    from compclap.models.run_dir import resolve_checkpoint
+
+    path = resolve_checkpoint(path).path
     if path.is_dir():
         if (path / EXPORT_CONFIG).is_file():
             model = _from_export_dir(path, tokenizer)
         elif (path / "config.json").is_file():
             model = from_hf_clap_dir(path, tokenizer=str(tokenizer) if tokenizer is not None else None)
-        elif (run_ckpt := _run_dir_checkpoint(path)) is not None:
-            model = _from_lightning_checkpoint(run_ckpt, safe_torch_load(run_ckpt), tokenizer)
         else:
             raise ValueError(f"{path} is a directory but neither a Hugging Face ClapModel directory (config.json), "
-                             f"a compclap export ({EXPORT_CONFIG}) nor a run directory (last.ckpt)")
+                             f"a compclap export ({EXPORT_CONFIG}) nor a run directory (.ckpt files)")
     elif not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     else:
@@ -77,9 +79,10 @@ def load_model(path: str | os.PathLike, tokenizer: str | os.PathLike | None = No
         else:
             converted = convert_foreign(_state_of(obj, path), str(path))
             if tokenizer is None:
-                raise ValueError(f"{path} is a {converted.layout} checkpoint, which carries no tokenizer: pass "
-                                 "tokenizer= a local tokenizer directory (roberta-base files for LAION-CLAP, gpt2 for "
-                                 "MS-CLAP 2023, bert-base-uncased for MS-CLAP 2022)")
+                raise ValueError(f"{path} is a {converted.layout} checkpoint, which carries no tokenizer: give a local "
+                                 "tokenizer directory (roberta-base files for LAION-CLAP, gpt2 for MS-CLAP 2023, "
+                                 "bert-base-uncased for MS-CLAP 2022) as load_model(..., tokenizer=DIR), --tokenizer DIR "
+                                 "(compclap export / evaluate) or model.model.init_args.pretrained_tokenizer (configs)")
             from compclap.models.specs import instantiate
 
             model = instantiate(converted.spec_with_tokenizer(str(tokenizer)), where=str(path))
@@ -95,7 +98,9 @@ def load_state_into(model: nn.Module, path: str | os.PathLike) -> str:
     architecture must match the file's; otherwise CheckpointLayoutError names the missing / unexpected keys
     (and mismatched shapes) and the model is left untouched. Returns a short description of what was loaded.
     """
-    path = Path(path)
+    from compclap.models.run_dir import resolve_checkpoint
+
+    path = resolve_checkpoint(path).path
     if path.is_dir():
         if (path / EXPORT_CONFIG).is_file():
             from safetensors.torch import load_file
@@ -111,10 +116,7 @@ def load_state_into(model: nn.Module, path: str | os.PathLike) -> str:
             state.update({k: v for k, v in clap.state_dict().items() if k in unknown})
             load_strict(model, state, str(path), "Hugging Face ClapModel")
             return f"Hugging Face ClapModel {path}"
-        ckpt = _run_dir_checkpoint(path)
-        if ckpt is None:
-            raise FileNotFoundError(f"no last.ckpt in run directory {path}")
-        path = ckpt
+        raise FileNotFoundError(f"no checkpoint in run directory {path}")
     obj = safe_torch_load(path)
     if _is_lightning(obj):
         check_checkpoint(obj, str(path))
@@ -212,19 +214,23 @@ def _layout_scores(state: Mapping[str, Any]) -> list[tuple[str, list[str], list[
     return [(name, missing, unexpected) for _, name, missing, unexpected in scored]
 
 
-def _run_dir_checkpoint(path: Path) -> Path | None:
-    for candidate in (path / "last.ckpt", path / "checkpoints" / "last.ckpt"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def _from_lightning_checkpoint(path: Path, ckpt: Mapping[str, Any], tokenizer: str | os.PathLike | None
                                ) -> CLAPDualEncoder:
-    """Rebuild the dual encoder from the config a LightningCLI run stored in the checkpoint, then load weights."""
-    from lightning.pytorch.cli import instantiate_module
+    """Rebuild the dual encoder from the architecture the checkpoint carries (models/embedded.py) or, in files
+    written before it did, from the config a LightningCLI run stored in its hyper-parameters; then load weights."""
+    from compclap.models.embedded import stored_architecture, with_tokenizer
 
     check_checkpoint(ckpt, str(path))  # before jsonargparse imports anything the hyper-parameters name
+    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    spec = stored_architecture(ckpt, str(path))
+    if spec is not None:
+        from compclap.models.specs import instantiate
+
+        model = instantiate(with_tokenizer(spec, str(tokenizer)) if tokenizer is not None else spec, where=str(path))
+        load_strict(model, state, str(path), "the architecture recorded in the checkpoint")
+        return model
+    from lightning.pytorch.cli import instantiate_module
+
     hparams: dict[str, Any] = copy.deepcopy(dict(ckpt.get("hyper_parameters", {})))
     model_cfg = hparams.get("model")
     if not isinstance(model_cfg, dict) or "class_path" not in model_cfg:
@@ -234,7 +240,6 @@ def _from_lightning_checkpoint(path: Path, ckpt: Mapping[str, Any], tokenizer: s
         if isinstance(text, dict):
             text.setdefault("init_args", {})["tokenizer"] = str(tokenizer)
     model = instantiate_module(CLAPDualEncoder, model_cfg["init_args"])
-    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     load_strict(model, state, str(path), "the architecture recorded in the checkpoint")
     return model
 

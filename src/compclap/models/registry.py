@@ -75,9 +75,11 @@ def check_spec(spec: Any, where: str, _at: str = "") -> None:
 
 
 def check_checkpoint(ckpt: Any, where: str) -> None:
-    """Check the hyper-parameters a Lightning checkpoint stores (what LightningCLI rebuilds the model from)."""
+    """Check the hyper-parameters a Lightning checkpoint stores (what LightningCLI rebuilds the model from) and
+    the architecture spec compclap embeds next to them (compclap.models.embedded)."""
     if isinstance(ckpt, Mapping):
         check_spec(ckpt.get("hyper_parameters"), where, "hyper_parameters")
+        check_spec(ckpt.get("compclap_architecture"), where, "compclap_architecture")
 
 
 def check_checkpoint_file(path: str | os.PathLike) -> None:

