@@ -39,7 +39,9 @@ class CompClapCLI(LightningCLI):
 
         from compclap.optim import cli_optimizer_error
 
-        refused = cli_optimizer_error(sys.argv[1:] if args is None else args if isinstance(args, list) else [])
+        # Where LightningCLI's optimizer options are off (compclap fit), say what to use instead of them.
+        argv = sys.argv[1:] if args is None else args if isinstance(args, list) else []
+        refused = None if self.auto_configure_optimizers else cli_optimizer_error(argv)
         if refused:
             parser.error(refused)
         from compclap.cli_ckpt import parse_with_priority
