@@ -26,7 +26,8 @@ CELLS = [("retrieval", "t2a_R@1"), ("retrieval", "a2t_R@1"), ("retrieval", "t2a_
          ("compa_attribute", "text"), ("compa_attribute", "audio"), ("compa_attribute", "group"),
          ("compa_order_train", "group"), ("compa_attribute_train", "group"),
          ("compa_order", "margin"), ("compa_order", "text_cos"), ("compa_order", "audio_cos"),
-         ("order_probe", "audio"), ("order_probe", "text")]
+         ("order_probe", "audio"), ("order_probe", "text"), ("attribute_probe", "loudness"),
+         ("attribute_probe", "pitch"), ("attribute_probe", "duration")]
 COMPOSITIONAL = ("+hard negatives", "+modular")
 
 
