@@ -67,11 +67,14 @@ class EpochLog(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        """Add the step's loss (Lightning hands it divided by accumulate_grad_batches) to the epoch mean."""
+        """Add the step's loss (Lightning hands it divided by accumulate_grad_batches) to the epoch mean.
+
+        The sum stays a tensor on the loss's device: no host synchronisation per step.
+        """
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is None or not hasattr(loss, "detach"):
+        if not self._active or loss is None or not hasattr(loss, "detach"):
             return
-        self._loss_sum += float(loss.detach()) * trainer.accumulate_grad_batches
+        self._loss_sum = self._loss_sum + loss.detach().float() * trainer.accumulate_grad_batches
         self._loss_n += 1
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -84,7 +87,7 @@ class EpochLog(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Print the epoch's line."""
         if self._active:
-            self._print(format_epoch_line(trainer, self._loss_sum / self._loss_n if self._loss_n else math.nan,
+            self._print(format_epoch_line(trainer, float(self._loss_sum) / self._loss_n if self._loss_n else math.nan,
                                           self._val, _current_lr(trainer), time.monotonic() - self._t0))
 
     @rank_zero_only
