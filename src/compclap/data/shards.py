@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader, get_worker_info
 from compclap.audio.io import AudioDecodeError, load_clip
 from compclap.data.bad_files import BadFileTracker, current_split
 from compclap.data.datasets import collate_clips
+from compclap.data.shard_specs import check_local_shards, check_shard_count, folder_shards, use_pin_memory
 
 AUDIO_KEYS = ("flac", "wav", "mp3", "ogg", "opus")
 # Lightning warns about any IterableDataset with a __len__; ShardStream's length is exact by construction.
@@ -58,11 +59,14 @@ _SHARD_NAME = re.compile(r"[^/\s'\"]+\.tar(?:\.gz)?")
 
 # --------------------------------------------------------------------------------------------- shard lists
 def expand_shards(shards: str | Sequence[str]) -> list[str]:
-    """Brace-expand a pattern (or each pattern of a list) into shard URLs; ``::`` separates patterns too."""
+    """Brace-expand a pattern (or each pattern of a list) into shard URLs; ``::`` separates patterns too.
+
+    A local folder stands for the shards `compclap prepare shards --out FOLDER` wrote there (its sizes.json).
+    """
     from webdataset.shardlists import expand_urls
 
     patterns = [shards] if isinstance(shards, str) else list(shards)
-    urls = [url for pattern in patterns for url in expand_urls(pattern)]
+    urls = [url for pattern in patterns for url in (folder_shards(pattern) or expand_urls(pattern))]
     if not urls:
         raise ValueError(f"no shards in {shards!r}")
     return urls
@@ -366,14 +370,15 @@ class ShardDataModule(L.LightningDataModule):
         epoch_length: int | None = None,
         max_skipped_fraction: float = 0.01,
         persistent_workers: bool = False,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         hard_negatives: str = "manifest",
     ) -> None:
         """Configure the splits.
 
         Args:
-            train_shards: training shards: a brace pattern (``dir/shard-{000000..000099}.tar``), a list of patterns,
-                local paths, ``file://`` URLs or ``pipe:`` commands that write a shard to stdout.
+            train_shards: training shards: the folder `compclap prepare shards` wrote, a brace pattern
+                (``dir/shard-{000000..000099}.tar``, as make_shards prints it), a list of patterns, local paths,
+                ``file://`` URLs or ``pipe:`` commands that write a shard to stdout.
             val_shards: validation shards (retrieval metrics), same forms.
             test_shards: test shards, same forms.
             train_sizes: sizes.json of the training shards (default: the one next to the shards, same URL form);
@@ -392,7 +397,8 @@ class ShardDataModule(L.LightningDataModule):
                 divided by the number of ranks); rounded down to whole batches.
             max_skipped_fraction: stop with an error when more than this share of a split fails to decode.
             persistent_workers: keep DataLoader workers alive between epochs.
-            pin_memory: pin batches in page-locked memory (faster host-to-GPU copies).
+            pin_memory: pin batches in page-locked memory (faster host-to-GPU copies); None: when the trainer
+                uses CUDA. Never on CPU.
             hard_negatives: "manifest" uses the "negatives" stored in the shards (written from the manifest);
                 "none" drops them.
         """
@@ -421,6 +427,7 @@ class ShardDataModule(L.LightningDataModule):
                 name = {"fit": "train", "validate": "val"}.get(split, split)
                 raise ValueError(f"no shards configured for {split!r} (set data.{name}_shards)")
             urls = expand_shards(spec)
+            check_local_shards(urls, spec)
             need_sizes = split != "fit" or self.hparams.epoch_length is None
             self._urls[split] = urls
             self._sizes[split] = read_sizes(urls, self.sizes_files[split]) if need_sizes else None
@@ -458,6 +465,7 @@ class ShardDataModule(L.LightningDataModule):
         if split == "fit":
             per_rank = hp.epoch_length if hp.epoch_length is not None else sum(sizes) // world
             batches = per_rank // hp.batch_size
+            check_shard_count(len(urls), world, hp.num_workers)
             if batches < 1:
                 raise ValueError(f"an epoch of {per_rank} training clips per rank holds no batch of {hp.batch_size}")
             stream = ShardStream(urls, train=True, batch_size=hp.batch_size, shuffle_buffer=hp.shuffle_buffer,
@@ -467,7 +475,7 @@ class ShardDataModule(L.LightningDataModule):
             bs = hp.eval_batch_size or hp.batch_size
             stream = ShardStream(urls, train=False, batch_size=bs, **common)
             self._share[split] = -(-sum(sizes) // world)
-        return ShardLoader(stream, epoch_fn=self._epoch, num_workers=hp.num_workers, pin_memory=hp.pin_memory,
+        return ShardLoader(stream, epoch_fn=self._epoch, num_workers=hp.num_workers, pin_memory=use_pin_memory(hp.pin_memory, self.trainer),
                            persistent_workers=hp.persistent_workers and hp.num_workers > 0)
 
     def train_dataloader(self) -> ShardLoader:
