@@ -186,3 +186,16 @@ def test_run_dir_options_move_to_the_end():
     assert run_dir_last(argv) == ["fit", "--config", "x.yaml", "--trainer.max_steps=1", "--run_dir", "a",
                                   "--run_dir=b"]
     assert explicit_option(argv, "run_dir") == "b" and explicit_option(argv, "ckpt_path") is None
+
+
+def test_pretrained_fragment_reads_a_hf_folder_with_its_own_tokenizer(tmp_path, tokenizer_dir):
+    from compclap.models import CLAPDualEncoder
+
+    fragment = yaml.safe_load((Path(__file__).parents[1] / "conf" / "model" / "pretrained.yaml").read_text())
+    args = fragment["model"]["model"]["init_args"]
+    assert args["pretrained_tokenizer"] is None  # a Hugging Face folder, an export or a run brings its own
+    hf_dir = save_tiny_hf_clap(tmp_path / "clap", tokenizer_dir)
+    model = CLAPDualEncoder(**{**args, "pretrained": str(hf_dir)})
+    assert model.embed_text(TEXTS).shape == (3, 8)
+    with pytest.raises(FileNotFoundError, match=r"set model\.model\.init_args\.pretrained_tokenizer"):
+        CLAPDualEncoder(**{**args, "pretrained": str(hf_dir), "pretrained_tokenizer": str(tmp_path / "roberta-base")})

@@ -57,8 +57,8 @@ class CompClapModule(L.LightningModule):
             scheduler: "cosine" (decay to min_lr_ratio * lr over the run) or "constant" after warm-up.
             min_lr_ratio: final learning rate as a fraction of `lr` for the cosine schedule.
             init_from: weights only (no optimiser state), loaded strictly, from a compclap .ckpt, a run directory
-                (its last.ckpt), a compclap export, a Hugging Face ClapModel directory, a LAION-CLAP .pt or an
-                MS-CLAP .pth whose architecture matches the model.
+                (its best checkpoint, else last.ckpt; RUN_DIR/last for the latest), a compclap export, a Hugging Face
+                ClapModel directory, a LAION-CLAP .pt or an MS-CLAP .pth whose architecture matches the model.
             compa_csvs: CompA-style CSVs scored at the end of `test`, e.g. {"order": path, "attribute": path}.
             eval_chunk_size: queries per chunk when computing retrieval metrics.
             lr_multipliers: learning-rate scale per part, keys "audio", "text" (the towers) and "heads"

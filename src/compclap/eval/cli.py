@@ -38,17 +38,18 @@ def parse_model_args(values: list[str], tokenizer: str | None = None) -> list[Mo
     the file stem (directory name), with parent folders prepended until names are unique.
     """
     from compclap.eval.runner import ModelSpec
+    from compclap.models.run_dir import checkpoint_exists
 
     specs: list[tuple[str | None, str]] = []
     for value in values:
         name, path = None, value
-        if "=" in value and not Path(value).exists():
+        if "=" in value and not checkpoint_exists(value):
             head, tail = value.split("=", 1)
             if head:
                 name, path = head, tail
         if not path.strip():
             raise ValueError(f"--model {value!r}: empty checkpoint path")
-        if not Path(path).exists():
+        if not checkpoint_exists(path):
             raise FileNotFoundError(f"--model {value}: checkpoint not found: {path}")
         specs.append((name, path))
     names = {i: n for i, (n, _) in enumerate(specs) if n is not None}
@@ -90,8 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("models and output")
     g.add_argument("--model", action="append", required=True, metavar="[NAME=]PATH",
-                   help="checkpoint to evaluate (repeatable): a compclap .ckpt, a Hugging Face CLAP directory, or "
-                        "any format load_model accepts; NAME labels its row in the report")
+                   help="checkpoint to evaluate (repeatable): a compclap .ckpt or run directory (its best checkpoint, "
+                        "else last.ckpt; RUN_DIR/last, RUN_DIR/best), a Hugging Face CLAP directory, or any format "
+                        "load_model accepts; NAME labels its row in the report (one NAME per checkpoint)")
     g.add_argument("--tokenizer", default=None, metavar="DIR",
                    help="tokenizer directory passed to load_model (checkpoints that carry none)")
     g.add_argument("--out", type=Path, default=Path("reports") / "evaluate", metavar="DIR",
@@ -101,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     g.add_argument("--fresh", action="store_true",
                    help="start a new report instead of adding to OUT/results.json")
+    g.add_argument("--replace", action="store_true",
+                   help="let --model NAME=PATH replace the results of an earlier NAME that read another checkpoint "
+                        "(without it such a reused name is an error)")
     g.add_argument("--title", default="compclap evaluation", help="report title")
     g.add_argument("--batch-size", type=int, default=32, help="clips/texts per model call (default: %(default)s)")
     g.add_argument("--device", default="cpu", help="torch device for the models, e.g. cuda (default: %(default)s)")
@@ -185,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         benchmarks = _benchmarks(args)
         run_suite(models, benchmarks, args.out, cache_dir=None if args.no_cache else args.cache,
                   batch_size=args.batch_size, device=args.device, progress=not args.no_progress, title=args.title,
-                  fresh=args.fresh, plots=not args.no_plots)
+                  fresh=args.fresh, plots=not args.no_plots, replace=args.replace)
     except (ValueError, FileNotFoundError, NotADirectoryError, AudioDecodeError, ManifestError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

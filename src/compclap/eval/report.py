@@ -263,6 +263,14 @@ def _describe(desc: Mapping[str, Any]) -> str:
     return str(desc.get("description") or kind)
 
 
+def _file_read(info: Mapping[str, Any]) -> str:
+    """The file a model's path resolved to (a run directory: its best checkpoint, else last.ckpt) and why."""
+    if not info.get("checkpoint"):
+        return ""
+    how = info.get("resolved_as")
+    return f"`{info['checkpoint']}`" + (f" ({_escape(how)})" if how and how not in ("file", "model directory") else "")
+
+
 def render_report(payload: Mapping[str, Any], out_dir: str | Path, plots: bool = True) -> Path:
     """Write ``report.md`` (and the PNGs it shows, unless `plots` is False) into out_dir; returns its path."""
     out_dir = Path(out_dir)
@@ -273,9 +281,9 @@ def render_report(payload: Mapping[str, Any], out_dir: str | Path, plots: bool =
     last = payload.get("last_run", {})
     parts += [f"All scores in percent (medR: median rank). Written by `compclap evaluate` "
               f"{('on ' + last['time']) if last.get('time') else ''}; raw numbers in `results.json`.", ""]
-    parts += ["## Models", "", _table(["model", "checkpoint", "identity"], [
-        [m, f"`{info.get('path')}`" if info.get("path") else "(in memory)", f"`{str(info.get('identity'))[:12]}`"]
-        for m, info in payload["models"].items()], numeric=False), ""]
+    parts += ["## Models", "", _table(["model", "checkpoint", "file read", "identity"], [
+        [m, f"`{info.get('path')}`" if info.get("path") else "(in memory)", _file_read(info),
+         f"`{str(info.get('identity'))[:12]}`"] for m, info in payload["models"].items()], numeric=False), ""]
     parts += ["## Summary", "", summary_table(payload), ""]
     diagnostics = diagnostics_table(payload)
     if diagnostics:

@@ -133,18 +133,23 @@ def _load_previous(path: Path) -> dict[str, Any] | None:
 def run_suite(models: Sequence[ModelSpec], benchmarks: Sequence[Benchmark], out_dir: str | os.PathLike,
               cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR, batch_size: int = 32, device: str = "cpu",
               progress: bool = True, title: str = "compclap evaluation", description: str = "",
-              fresh: bool = False, plots: bool = True, log: Callable[[str], None] | None = print) -> dict[str, Any]:
+              fresh: bool = False, plots: bool = True, log: Callable[[str], None] | None = print,
+              replace: bool = False) -> dict[str, Any]:
     """Evaluate every model on every benchmark; write results.json, per-row CSVs, report.md and PNG plots.
 
     Results already in ``out_dir/results.json`` are kept (unless `fresh`) for models and benchmarks not
     evaluated now, so several runs (or subcommands) build one report; a model whose checkpoint changed
-    or a benchmark whose definition changed drops its stale entries. `cache_dir=None` disables the
-    embedding cache (an in-memory store in a temporary directory is used). Returns the results payload.
+    or a benchmark whose definition changed drops its stale entries. A model name already in the report for
+    another path is refused (ValueError) unless `replace`. A run directory stands for its best checkpoint, else
+    its last.ckpt (compclap.models.run_dir); the file read is printed and recorded (`checkpoint`, `resolved_as`).
+    `cache_dir=None` disables the embedding cache (an in-memory store in a temporary directory is used).
+    Returns the results payload.
     """
     import tempfile
 
     from compclap.eval.cache import CachedEmbedder, EmbeddingCache, model_identity, module_identity
     from compclap.eval.report import format_value, lookup, render_report
+    from compclap.models.run_dir import resolve_checkpoint
 
     if not models:
         raise ValueError("no models to evaluate")
@@ -176,12 +181,15 @@ def run_suite(models: Sequence[ModelSpec], benchmarks: Sequence[Benchmark], out_
                     res.pop(bench.name, None)
             payload["benchmarks"][bench.name] = desc
 
+        _refuse_reused_names(payload, models, out / RESULTS_FILE, replace)
         used_slugs = {slugify(n) for n in payload["models"] if n not in names}
         embed_stats: dict[str, dict[str, int]] = {}
         for spec in models:
-            if spec.path is not None:
-                identity = spec.identity or model_identity(spec.path, spec.tokenizer, cache=cache)
-                path, tok, dev = spec.path, spec.tokenizer, device
+            resolved = resolve_checkpoint(spec.path) if spec.path is not None else None
+            if resolved is not None:
+                identity = spec.identity or model_identity(resolved.path, spec.tokenizer, cache=cache)
+                path, tok, dev = str(resolved.path), spec.tokenizer, device
+                say(f"[evaluate] {spec.name}: {resolved.describe()}")
 
                 def loader(path: str = path, tok: str | None = tok, dev: str = dev) -> Any:
                     from compclap.models.loading import load_model
@@ -206,6 +214,9 @@ def run_suite(models: Sequence[ModelSpec], benchmarks: Sequence[Benchmark], out_
                 slug, k = f"{base}_{k}", k + 1
             used_slugs.add(slug)
             payload["models"][spec.name] = {"path": str(spec.path) if spec.path else None,
+                                            "source": os.path.abspath(spec.path) if spec.path else None,
+                                            "checkpoint": str(resolved.path.resolve()) if resolved else None,
+                                            "resolved_as": resolved.how if resolved else None,
                                             "tokenizer": spec.tokenizer, "identity": identity, "slug": slug}
 
             embedder = CachedEmbedder(source, identity, cache, batch_size=batch_size, progress=progress,
@@ -235,6 +246,19 @@ def run_suite(models: Sequence[ModelSpec], benchmarks: Sequence[Benchmark], out_
         cache.close()
         if tmp is not None:
             tmp.cleanup()
+
+
+def _refuse_reused_names(payload: Mapping[str, Any], models: Sequence[ModelSpec], where: Path, replace: bool) -> None:
+    """A name that already labels another checkpoint's results in the report is an error (unless `replace`)."""
+    for spec in models:
+        old = payload["models"].get(spec.name)
+        if old is None or spec.path is None or replace:
+            continue
+        old_source = old.get("source") or (os.path.abspath(old["path"]) if old.get("path") else None)
+        if old_source is not None and old_source != os.path.abspath(spec.path):
+            raise ValueError(f"model name {spec.name!r} already labels {old.get('path')} in {where}; evaluating "
+                             f"{spec.path} under it would drop those results: choose another NAME "
+                             "(--model OTHER=PATH), pass --replace to replace them, or --fresh to start a new report")
 
 
 def _json_default(value: Any) -> Any:

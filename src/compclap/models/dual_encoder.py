@@ -56,7 +56,8 @@ class CLAPDualEncoder(nn.Module):
             hf_pretrained: local Hugging Face ClapModel directory to initialise towers, heads and scale from.
             pretrained: any checkpoint `load_model` reads (compclap .ckpt or export directory, Hugging Face
                 directory, LAION-CLAP .pt, MS-CLAP .pth): architecture, front end and weights come from it.
-            pretrained_tokenizer: local tokenizer directory for `pretrained` files that carry none (LAION, MS-CLAP).
+            pretrained_tokenizer: local tokenizer directory for `pretrained` files that carry none (LAION, MS-CLAP);
+                None (default) uses the tokenizer a Hugging Face folder, an export or a compclap run brings.
             audio_trainable_blocks: with `hf_pretrained`/`pretrained`: None trains all, 0 freezes, N trains the last N.
             text_trainable_blocks: with `hf_pretrained`/`pretrained`: None trains all, 0 freezes, N trains the last N.
             uncertainty: add ProLAP's uncertainty heads: each input becomes a Gaussian, the normalised mean the
@@ -69,6 +70,14 @@ class CLAPDualEncoder(nn.Module):
         source: CLAPDualEncoder | None = None
         if hf_pretrained is not None and pretrained is not None:
             raise ValueError("give either `hf_pretrained` or `pretrained`, not both")
+        from compclap.models.packaged import resolve_local_path
+
+        if pretrained_tokenizer is not None and not Path(resolve_local_path(str(pretrained_tokenizer))).is_dir():
+            raise FileNotFoundError(
+                f"pretrained_tokenizer {pretrained_tokenizer} is not a directory: set model.model.init_args."
+                "pretrained_tokenizer to a local tokenizer folder (roberta-base files for LAION-CLAP .pt, gpt2 for "
+                "MS-CLAP 2023, bert-base-uncased for MS-CLAP 2022), or to null for a Hugging Face folder, a compclap "
+                "export or run, which bring their own")
         if hf_pretrained is not None:
             source = from_hf_clap_dir(hf_pretrained, tokenizer=pretrained_tokenizer)
         elif pretrained is not None:

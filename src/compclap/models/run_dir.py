@@ -43,12 +43,14 @@ def _checkpoint_folder(path: Path) -> Path | None:
 
 def _load_state(path: Path) -> Any:
     """A checkpoint's contents without reading its tensors (memory-mapped), or None when unreadable."""
+    import pickle
+
     import torch
 
     for mmap in (True, False):
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        except (RuntimeError, ValueError, OSError, EOFError):
+        except (pickle.UnpicklingError, RuntimeError, ValueError, OSError, EOFError):
             continue
     return None
 
