@@ -176,9 +176,8 @@ def test_readme_own_data_section_runs_as_written(own_data, monkeypatch, capsys):
     assert "tensor" in capsys.readouterr().out
 
 
-@pytest.mark.xfail(strict=False, reason="needs issue 13 points 1 and 2 (self-contained runs, command-line "
-                                        "overrides over stored hyper-parameters), done in another change")
 def test_run_is_self_contained_after_the_hf_folder_moves(own_data, monkeypatch, capsys):
+    """The fine-tuned run loads and tests (CompA CSVs given on the command line) with its HF source gone."""
     root, hf, files, _, _ = own_data
     monkeypatch.chdir(root)
     if not (root / "checkpoints" / "my_run_hn" / "checkpoints" / "last.ckpt").is_file():
