@@ -1,15 +1,22 @@
-"""LightningDataModule over JSONL manifests, with bad-file accounting."""
+"""LightningDataModule over JSONL manifests, with bad-file accounting and mid-epoch resume.
+
+Every checkpoint holds the training sampler's position (`state_dict`): the epoch of the next batch, how many of
+its clips all ranks have seen, and the seed. A run resumed from it (`--ckpt_path`) starts that epoch after those
+clips, in the same order, with the same crops and captions: a run killed mid-epoch misses and repeats no clip.
+"""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import lightning as L
 from torch.utils.data import DataLoader
 
 from compclap.data.bad_files import BadFileTracker, TooManyBadFilesError, current_split
-from compclap.data.datasets import ClipSampler, ManifestDataset, collate_clips
+from compclap.data.datasets import ManifestDataset, collate_clips
 from compclap.data.manifest import read_manifest
+from compclap.data.sampler import ClipSampler, ResumableDataLoader, train_position
 
 
 __all__ = ["ManifestDataModule", "TooManyBadFilesError"]
@@ -74,6 +81,7 @@ class ManifestDataModule(L.LightningDataModule):
             raise ValueError(f"max_audio_negatives must be >= 0 or None, got {max_audio_negatives}")
         self.datasets: dict[str, ManifestDataset] = {}
         self._bad_files = BadFileTracker(max_skipped_fraction)
+        self._resume: dict[str, int] | None = None  # training position read from a checkpoint, used once
 
     @property
     def num_samples(self) -> int:
@@ -140,14 +148,32 @@ class ManifestDataModule(L.LightningDataModule):
                 self._dataset(split)
 
     def _loader(self, split: str) -> DataLoader:
-        """DataLoader with the rank-aware ClipSampler."""
+        """DataLoader with the rank-aware ClipSampler (whose generator gives the workers' base seeds)."""
         ds = self._dataset(split)
         train = split == "fit"
         sampler = ClipSampler(ds, shuffle=train, seed=self.hparams.seed, drop_last=False)
         bs = self.hparams.batch_size if train else (self.hparams.eval_batch_size or self.hparams.batch_size)
-        return DataLoader(ds, batch_size=bs, sampler=sampler, num_workers=self.hparams.num_workers,
-                          collate_fn=collate_clips, drop_last=train and self.hparams.drop_last,
-                          persistent_workers=self.hparams.persistent_workers and self.hparams.num_workers > 0)
+        if train and self._resume is not None:
+            self._resume_sampler(sampler, self._resume)
+            self._resume = None
+        loader = ResumableDataLoader if train else DataLoader
+        return loader(ds, batch_size=bs, sampler=sampler, num_workers=self.hparams.num_workers,
+                      collate_fn=collate_clips, drop_last=train and self.hparams.drop_last,
+                      generator=sampler.generator,
+                      persistent_workers=self.hparams.persistent_workers and self.hparams.num_workers > 0)
+
+    def _resume_sampler(self, sampler: ClipSampler, state: dict[str, int]) -> None:
+        """Start the training sampler where the checkpoint's run stopped; warn when the set-up no longer matches."""
+        seen, world, bs = int(state["clips_seen"]), sampler.num_replicas, self.hparams.batch_size
+        changed = [f"{key} {state[key]} -> {now}" for key, now in (("seed", self.hparams.seed),
+                   ("dataset_size", len(sampler.dataset)), ("world_size", world), ("batch_size", bs))
+                   if key in state and int(state[key]) != now]
+        if seen % (world * bs):
+            changed.append(f"{seen} clips seen are not whole batches of {bs} x {world} ranks")
+        if changed and seen:
+            warnings.warn(f"resuming epoch {state['epoch']} after {seen} clips, but {'; '.join(changed)}: the rest "
+                          "of this epoch is not the one the interrupted run would have seen", stacklevel=3)
+        sampler.resume_at(int(state["epoch"]), seen // world)
 
     def train_dataloader(self) -> DataLoader:
         """Training batches."""
@@ -164,6 +190,26 @@ class ManifestDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         """Batches to embed."""
         return self._loader("predict")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training position saved in every checkpoint: {"train_sampler": {epoch, clips_seen, seed, ...}}."""
+        position = train_position(self.trainer, self.hparams.batch_size) if self.trainer is not None else None
+        if position is None or "fit" not in self.datasets:
+            return {}
+        epoch, seen = position
+        return {"train_sampler": {"epoch": epoch, "clips_seen": seen, "seed": int(self.hparams.seed),
+                                  "dataset_size": len(self.datasets["fit"]), "batch_size": int(self.hparams.batch_size),
+                                  "world_size": int(self.trainer.world_size)}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keep a checkpoint's training position for the next train_dataloader (older checkpoints have none)."""
+        self._resume = state_dict.get("train_sampler")
+        fit_loop = getattr(self.trainer, "fit_loop", None)
+        if self._resume is not None and getattr(fit_loop, "_combined_loader", None) is not None:
+            # Strategies that restore after setup (DeepSpeed, ModelParallel) may already have built the loader.
+            warnings.warn("the training loader was built before the checkpoint was restored: its position (epoch "
+                          f"{self._resume['epoch']} after {self._resume['clips_seen']} clips) is not applied",
+                          stacklevel=2)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Account for clips that failed to decode; stop once a split exceeds `max_skipped_fraction`."""

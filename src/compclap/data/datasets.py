@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 from compclap.audio.io import AudioDecodeError, load_audio
 from compclap.audio.transforms import crop_start, repeat_pad
+from compclap.data.sampler import ClipSampler  # noqa: F401  (importable from here, as before)
 
 
 class ManifestDataset(Dataset):
@@ -87,31 +87,6 @@ class ManifestDataset(Dataset):
                 continue
             out.append(self._fit(wave, start))
         return out
-
-
-class ClipSampler(DistributedSampler):
-    """Rank-aware sampler yielding (index, seed): shuffling and per-item randomness depend on (seed, epoch).
-
-    Being a DistributedSampler, Lightning keeps it as is under DDP and calls set_epoch on it, so a run
-    resumed at an epoch boundary sees exactly the batches and crops of an uninterrupted run.
-    """
-
-    def __init__(self, dataset: Dataset, shuffle: bool, seed: int = 0, drop_last: bool = False,
-                 num_replicas: int | None = None, rank: int | None = None) -> None:
-        """dataset: the clips; shuffle: new order each epoch; seed: base seed; drop_last: drop the uneven tail across ranks."""
-        dist_ok = torch.distributed.is_available() and torch.distributed.is_initialized()
-        if num_replicas is None:
-            num_replicas = torch.distributed.get_world_size() if dist_ok else 1
-        if rank is None:
-            rank = torch.distributed.get_rank() if dist_ok else 0
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
-                         drop_last=drop_last)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        """Yield (index, item_seed) for this rank."""
-        for index in super().__iter__():
-            item_seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
-            yield index, item_seed
 
 
 def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
