@@ -1,6 +1,7 @@
-"""`compclap prepare manifest` from a checkout: python data_prep/build_manifest.py ARGS == compclap prepare manifest ARGS.
+"""`compclap prepare manifest` from a checkout: `python data_prep/build_manifest.py ARGS` runs it.
 
-The tool lives in compclap.prepare.manifest (installed with the package); this file keeps the checkout command working.
+The tool lives in compclap.prepare.manifest (installed with the package); this file keeps the
+checkout command working.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""`compclap prepare compose` from a checkout: python data_prep/compose.py ARGS == compclap prepare compose ARGS.
+"""`compclap prepare compose` from a checkout: `python data_prep/compose.py ARGS` runs it.
 
-The tool lives in compclap.prepare.compose (installed with the package); this file keeps the checkout command working.
+The tool lives in compclap.prepare.compose (installed with the package); this file keeps the
+checkout command working.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""`compclap prepare negatives` from a checkout: python data_prep/hard_negatives.py ARGS == compclap prepare negatives ARGS.
+"""`compclap prepare negatives` from a checkout: `python data_prep/hard_negatives.py ARGS` runs it.
 
-The tool lives in compclap.prepare.negatives (installed with the package); this file keeps the checkout command working.
+The tool lives in compclap.prepare.negatives (installed with the package); this file keeps the
+checkout command working.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""`compclap prepare shards` from a checkout: python data_prep/make_shards.py ARGS == compclap prepare shards ARGS.
+"""`compclap prepare shards` from a checkout: `python data_prep/make_shards.py ARGS` runs it.
 
-The tool lives in compclap.prepare.shards (installed with the package); this file keeps the checkout command working.
+The tool lives in compclap.prepare.shards (installed with the package); this file keeps the
+checkout command working.
 """
 
 from __future__ import annotations

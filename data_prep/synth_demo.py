@@ -1,6 +1,7 @@
-"""`compclap prepare synth-demo` from a checkout: python data_prep/synth_demo.py ARGS == compclap prepare synth-demo ARGS.
+"""`compclap prepare synth-demo` from a checkout: `python data_prep/synth_demo.py ARGS` runs it.
 
-The tool lives in compclap.prepare.synth_demo (installed with the package); this file keeps the checkout command working.
+The tool lives in compclap.prepare.synth_demo (installed with the package); this file keeps the
+checkout command working.
 """
 
 from __future__ import annotations

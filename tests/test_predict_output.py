@@ -28,7 +28,8 @@ def test_predict_writes_into_the_run_with_audio_paths(tmp_path, tokenizer_dir, m
     main(["predict", "--config", str(cfg), "--data.predict_manifest", str(train), "--ckpt_path", str(ckpt)])
     out = tmp_path / "runs" / "my_run" / "predictions"
     printed = capsys.readouterr().out
-    assert "compclap predict: 6 clip and 12 caption embeddings -> runs/my_run/predictions/embeddings_rank0.pt" in printed
+    expected = "compclap predict: 6 clip and 12 caption embeddings -> runs/my_run/predictions/embeddings_rank0.pt"
+    assert expected in printed
     assert not (tmp_path / DEFAULT_RUN_DIR).exists() and not (tmp_path / "checkpoints").exists()
     emb = torch.load(out / "embeddings_rank0.pt", weights_only=False)
     records = [json.loads(x) for x in train.read_text().splitlines()]

@@ -63,7 +63,8 @@ class EmbeddingWriter(BasePredictionWriter):
             per_row[owner].append(text)
         rows = [json.dumps({"row": r, "index": i, "audio": a, "captions": c}, ensure_ascii=False)
                 for r, (i, a, c) in enumerate(zip(index.tolist(), out["audio"], per_row))]
-        (folder / f"clips_rank{trainer.global_rank}.jsonl").write_text("".join(x + "\n" for x in rows), encoding="utf-8")
+        clips = folder / f"clips_rank{trainer.global_rank}.jsonl"
+        clips.write_text("".join(x + "\n" for x in rows), encoding="utf-8")
         self.written.append(path)
         print(f"compclap predict: {len(index)} clip and {len(captions)} caption embeddings -> {path} "
               f"(audio paths in {path.with_name(f'clips_rank{trainer.global_rank}.jsonl').name})", flush=True)

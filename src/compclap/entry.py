@@ -13,7 +13,8 @@ from typing import Any
 
 # Subcommand -> one-line help, in the order `compclap --help` lists them.
 LIGHTNING_COMMANDS: dict[str, str] = {
-    "fit": "train or fine-tune (LightningCLI: --config conf/fit.yaml [--config FRAGMENT ...]; resume: --ckpt_path last)",
+    "fit": "train or fine-tune (LightningCLI: --config conf/fit.yaml [--config FRAGMENT ...]; "
+           "resume: --ckpt_path last)",
     "validate": "validation metrics (retrieval) of a checkpoint: --config ... --ckpt_path CKPT",
     "test": "test metrics of a checkpoint, with the CompA CSVs of model.compa_csvs: --config ... --ckpt_path CKPT",
     "predict": "embed --data.predict_manifest with a checkpoint; writes embeddings and their audio paths",

@@ -1,4 +1,5 @@
-"""Report: CompA example heatmaps (one colour scale, colour bar, readable labels, why these rows), per-class zero-shot."""
+"""Report: CompA example heatmaps (one colour scale, colour bar, readable labels, why these rows), per-class
+zero-shot table."""
 
 from __future__ import annotations
 

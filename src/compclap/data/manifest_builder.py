@@ -80,7 +80,8 @@ class ManifestReport:
     n_captions: int
     missing: list[str] = field(default_factory=list)
     no_captions: list[str] = field(default_factory=list)
-    undecodable: dict[str, str] = field(default_factory=dict)  # missing clip -> a file of its stem soundfile cannot read
+    # missing clip -> a file of its stem that soundfile cannot read (a hint for the user)
+    undecodable: dict[str, str] = field(default_factory=dict)
 
 
 class MissingAudioError(ValueError):

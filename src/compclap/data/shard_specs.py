@@ -55,7 +55,8 @@ def check_local_shards(urls: Sequence[str], spec: Any) -> None:
         return
     folder = Path(_local_path(missing[0])).parent
     written = _written_pattern(folder)
-    hint = (f"; {folder} holds {written!r} (from its info.json): pass that pattern, or the folder {str(folder)!r} itself"
+    hint = (f"; {folder} holds {written!r} (from its info.json): pass that pattern, or the folder "
+            f"{str(folder)!r} itself"
             if written else f"; pass the folder {str(folder)!r} to use the shards it holds" if folder.is_dir() else "")
     raise FileNotFoundError(f"{len(missing)} of the {len(urls)} shards of {spec!r} do not exist "
                             f"(first: {missing[0]}){hint}")

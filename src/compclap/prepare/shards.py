@@ -27,7 +27,8 @@ __all__ = ["build_parser", "main"]
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
-                                     epilog="Train with the printed --data.<split>_shards pattern (or the --out folder).")
+                                     epilog="Train with the printed --data.<split>_shards pattern "
+                                            "(or the --out folder).")
     parser.add_argument("--manifest", required=True, type=Path, help="JSONL manifest to shard")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--shard-size", type=int, default=1000, help="clips per shard (default 1000)")
