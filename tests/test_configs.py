@@ -12,7 +12,9 @@ from compclap.cli import CompClapCLI
 from compclap.lit_module import CompClapModule
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-FRAGMENTS = sorted(p for p in CONF.rglob("*.yaml") if p.name != "fit.yaml")
+# Standalone configs of `compclap classify` (compclap.classifier.AudioClassifier), not fragments of fit.yaml.
+CLASSIFIER_CONFIGS = [CONF / "experiment" / "finetune_classifier.yaml"]
+FRAGMENTS = sorted(p for p in CONF.rglob("*.yaml") if p.name != "fit.yaml" and p not in CLASSIFIER_CONFIGS)
 
 
 class _ParseOnly(CompClapCLI):
@@ -30,6 +32,23 @@ def test_every_config_parses(path):
                      args=[a for c in configs for a in ("--config", str(c))])
     assert cli.config.model.model.class_path == "compclap.models.CLAPDualEncoder"
     assert cli.config.model.loss.class_path.startswith("compclap.losses.")
+
+
+@pytest.mark.parametrize("path", CLASSIFIER_CONFIGS, ids=lambda p: str(p.relative_to(CONF)))
+def test_classifier_configs_parse(path):
+    from compclap.classifier import AudioClassifier, ClassifierCLI
+
+    class ParseOnly(ClassifierCLI):
+        """Parse and validate without building the model (its pretrained weights need not exist)."""
+
+        def instantiate_classes(self) -> None:
+            """Skip instantiation."""
+
+    cli = ParseOnly(AudioClassifier, L.LightningDataModule, subclass_mode_data=True, run=False,
+                    args=["--config", str(path)])
+    assert cli.config.model.model.class_path == "compclap.models.CLAPDualEncoder"
+    assert cli.config.data.class_path == "compclap.data.labelled.LabelledDataModule"
+    assert cli.config.model.head in ("linear", "mlp")
 
 
 def test_a_wrong_key_is_rejected(tmp_path):

@@ -1,4 +1,4 @@
-"""The `compclap` command: LightningCLI subcommands (fit, validate, test, predict), evaluate and export."""
+"""The `compclap` command: LightningCLI subcommands (fit, validate, test, predict), classify, evaluate and export."""
 
 from __future__ import annotations
 
@@ -105,6 +105,7 @@ class CompClapCLI(LightningCLI):
 
 # Subcommands outside LightningCLI: name -> "module:function" taking the remaining arguments.
 EXTRA_COMMANDS = {
+    "classify": "compclap.classifier:main",  # fit|validate|test|predict of compclap.classifier.AudioClassifier
     "evaluate": "compclap.eval.cli:main",
     "export": "compclap.models.export:main",
 }

@@ -184,7 +184,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     # The table goes through the evaluation suite (`compclap evaluate`): same metrics, cached embeddings,
     # results.json, report.md with plots and per-row CompA CSVs.
+    from compclap.data.labelled import write_labels_from_jsonl
     from compclap.eval.diagnostics import OrderProbeBenchmark
+    from compclap.eval.probe import ProbeBenchmark
     from compclap.eval.probabilistic import ProbabilisticBenchmark
     from compclap.eval.report import diagnostics_table, summary_table
     from compclap.eval.runner import CompaBenchmark, ModelSpec, RetrievalBenchmark, run_suite
@@ -200,7 +202,11 @@ def main(argv: list[str] | None = None) -> dict:
                   CompaBenchmark("compa_attribute_train", world / "compa_attribute_train.csv",
                                  train_of="compa_attribute"),
                   OrderProbeBenchmark(world / "train.jsonl", [world / "val.jsonl", world / "test.jsonl"],
-                                      name="order_probe")]
+                                      name="order_probe"),
+                  # Supervised probes (CLAP 2022 protocol) on the single-event clips, labelled by event type (seeded
+                  # 80/20 split), beside zero-shot on the same held-out clips.
+                  ProbeBenchmark.from_source("probe_events", csv_path=write_labels_from_jsonl(
+                      world / "events.jsonl", world / "events_labels.csv", test_fraction=0.2, seed=args.seed))]
     if not args.skip_prolap:
         benchmarks.append(ProbabilisticBenchmark.from_manifests(world / "test.jsonl",
                                                                 _write_eval_compositions(world, args.seed),

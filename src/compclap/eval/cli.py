@@ -1,4 +1,4 @@
-"""`compclap evaluate {compa,zeroshot,retrieval}`: score checkpoints and write one report.
+"""`compclap evaluate {compa,zeroshot,retrieval,probe}`: score checkpoints and write one report.
 
 Examples::
 
@@ -7,9 +7,10 @@ Examples::
     compclap evaluate zeroshot --model ours=last.ckpt --esc50 ESC-50-master --out reports/compa
     compclap evaluate retrieval --model ours=last.ckpt --csv clotho_captions_evaluation.csv \\
         --audio-dir clotho/evaluation --out reports/compa
+    compclap evaluate probe --model ours=last.ckpt --esc50 ESC-50-master --out reports/compa
 
 Every run writes (or extends) ``OUT/results.json`` and ``OUT/report.md`` with PNG plots and per-row CSVs;
-results of earlier runs into the same folder are kept, so the three subcommands build one page.
+results of earlier runs into the same folder are kept, so the subcommands build one page.
 Embeddings are cached (``--cache``) by file content and model identity: re-running after adding a model
 only embeds with the new model.
 """
@@ -20,7 +21,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from compclap.eval.runner import ModelSpec
@@ -114,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="compclap evaluate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="{compa,zeroshot,retrieval}")
+    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="{compa,zeroshot,retrieval,probe}")
 
     p = sub.add_parser("compa", parents=[common], help="CompA-order / CompA-attribute text, audio, group scores")
     p.add_argument("--csv", action="append", required=True, metavar="[NAME=]FILE",
@@ -146,6 +147,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-missing", action="store_true",
                    help="evaluate the clips whose audio exists (their count is reported) instead of failing")
     p.add_argument("--name", default=None, help="benchmark name (default: retrieval_<file stem>)")
+
+    p = sub.add_parser("probe", parents=[common], help="linear / MLP probes on frozen audio embeddings (CLAP 2022 "
+                                                        "protocol), beside zero-shot and fine-tuned classifiers")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--esc50", metavar="DIR", help="ESC-50 folder (meta/esc50.csv, audio/): 5-fold protocol")
+    src.add_argument("--csv", metavar="FILE",
+                     help="label CSV: path,label (or path,labels, multi-label) with a split (train/val/test) or "
+                          "fold column")
+    p.add_argument("--audio-root", default=None, metavar="DIR", help="folder the CSV's paths are relative to")
+    p.add_argument("--label-sep", default=";", help="separator of the labels column (default: %(default)s)")
+    p.add_argument("--val-fraction", type=float, default=0.15,
+                   help="share of the training clips kept for early stopping (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation carving and the heads")
+    p.add_argument("--hidden-dim", type=int, default=512, help="MLP hidden width (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-3, help="MLP probe learning rate (default: %(default)s)")
+    p.add_argument("--linear-lr", type=float, default=1e-2, help="linear probe learning rate (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="probe weight decay (default: %(default)s)")
+    p.add_argument("--max-epochs", type=int, default=300, help="probe epochs at most (default: %(default)s)")
+    p.add_argument("--patience", type=int, default=30,
+                   help="stop after this many epochs without a better validation score (default: %(default)s)")
+    p.add_argument("--no-zeroshot", action="store_true", help="leave out the zero-shot column")
+    p.add_argument("--template", action="append", default=None, metavar="TEXT",
+                   help="zero-shot prompt template with {label} (repeatable)")
+    p.add_argument("--name", default=None, help="benchmark name (default: probe_esc50 or probe_<csv stem>)")
     return parser
 
 
@@ -167,12 +192,31 @@ def _benchmarks(args: argparse.Namespace) -> list:
             return [ZeroShotBenchmark(args.name or "esc50", read_esc50(args.esc50), templates)]
         data = read_label_csv(args.csv, audio_root=args.audio_root, label_sep=args.label_sep)
         return [ZeroShotBenchmark(args.name or f"zeroshot_{Path(args.csv).stem}", data, templates)]
+    if args.benchmark == "probe":
+        return [_probe_benchmark(args)]
     if args.manifest:
         return [RetrievalBenchmark.from_manifest(args.manifest, name=args.name or f"retrieval_{Path(args.manifest).stem}")]
     if args.audio_dir is None:
         raise ValueError("retrieval --csv needs --audio-dir (the folder holding the clips)")
     return [RetrievalBenchmark.from_caption_csv(args.csv, args.audio_dir, skip_missing=args.skip_missing,
                                                 name=args.name or f"retrieval_{Path(args.csv).stem}")]
+
+
+def _probe_benchmark(args: argparse.Namespace) -> Any:
+    """The probe benchmark; --model paths that are fine-tuned classifier checkpoints get their head scored too."""
+    from compclap.classifier import is_classifier_checkpoint
+    from compclap.eval.probe import ProbeBenchmark, ProbeConfig
+    from compclap.eval.zeroshot import DEFAULT_TEMPLATES
+
+    config = ProbeConfig(hidden_dim=args.hidden_dim, lr=args.lr, linear_lr=args.linear_lr,
+                         weight_decay=args.weight_decay, max_epochs=args.max_epochs, patience=args.patience, val_fraction=args.val_fraction,
+                         seed=args.seed)
+    models = parse_model_args(args.model, tokenizer=args.tokenizer)
+    classifiers = {m.name: m.path for m in models if m.path is not None and is_classifier_checkpoint(m.path)}
+    name = args.name or ("probe_esc50" if args.esc50 else f"probe_{Path(args.csv).stem}")
+    return ProbeBenchmark.from_source(name, csv_path=args.csv, esc50=args.esc50, audio_root=args.audio_root,
+                                      label_sep=args.label_sep, config=config, zeroshot=not args.no_zeroshot,
+                                      templates=args.template or list(DEFAULT_TEMPLATES), classifiers=classifiers)
 
 
 def main(argv: list[str] | None = None) -> int:
