@@ -121,7 +121,7 @@ def test_hf_run_loads_and_tests_after_the_source_folder_is_gone(tmp_path, tokeni
     assert "test/t2a_R@1" in spy_test["metrics"]
 
 
-def test_checkpoint_hparams_fill_in_what_the_command_line_leaves_out(tmp_path, tokenizer_dir, spy_test):
+def test_checkpoint_hparams_fill_in_what_the_command_line_leaves_out(tmp_path, tokenizer_dir, spy_test, capsys):
     hf_dir = save_tiny_hf_clap(tmp_path / "clap-src", tokenizer_dir)
     train = write_tiny_manifest(tmp_path, "train", 8)
     cfg = _hf_config(tmp_path, hf_dir, train)
@@ -141,6 +141,12 @@ def test_checkpoint_hparams_fill_in_what_the_command_line_leaves_out(tmp_path, t
           "--model.eval_chunk_size", "3", "--model.compa_csvs", "null"])
     assert spy_test["hparams"]["eval_chunk_size"] == 3 and not spy_test["hparams"]["compa_csvs"]
     assert "test/compa_order_group" not in spy_test["metrics"]
+    # --print_config shows what will run: the checkpoint's values under the command line's.
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["test", "--config", str(cfg), "--ckpt_path", str(ckpt), "--model.eval_chunk_size", "3", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["eval_chunk_size"] == 3 and printed["model"]["compa_csvs"] == {"order": str(csv_path)}
 
 
 def test_older_checkpoint_takes_the_new_source_path_from_the_command_line(tmp_path, tokenizer_dir, spy_test):
