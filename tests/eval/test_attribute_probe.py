@@ -92,3 +92,16 @@ def test_attribute_values_and_errors(tmp_path: Path, world) -> None:
     (tmp_path / "test_3.wav").unlink()
     with pytest.raises(FileNotFoundError, match="test_3.wav"):
         AttributeProbeBenchmark(train, test)
+
+
+def test_diagnostics_table_shows_the_attribute_probe(world) -> None:
+    from compclap.eval.report import diagnostics_table
+
+    train, test, clips = world
+    bench = AttributeProbeBenchmark(train, test)
+    payload = {"benchmarks": {"attribute_probe": bench.describe()}, "models": ["bound", "unbound"],
+               "results": {name: {"attribute_probe": bench.evaluate(Embedder(clips, bound=name == "bound"))}
+                           for name in ("bound", "unbound")}}
+    table = diagnostics_table(payload)
+    assert "attribute_probe audio: loudness" in table
+    assert "| bound | 100.0" in table and "*chance*" in table

@@ -100,7 +100,8 @@ DIAGNOSTICS_HELP = (
     "the audio tower maps the two candidates to nearly the same point, and a margin near 0 means the matched "
     "pairs are no closer than the swapped ones. A group score well above chance (16.7%) on compositions seen in "
     "training (train) but not on held-out ones means the model memorised pairs rather than learning order or "
-    "binding.")
+    "binding. An attribute probe at about 50% means the audio embedding does not say which of two events is the "
+    "loud (high, long) one, so no caption can bind the attribute to its event (CompA-attribute's audio side).")
 
 
 def _pair_cell(values: Sequence[Any], digits: int) -> str:
@@ -120,6 +121,11 @@ def diagnostics_table(payload: Mapping[str, Any]) -> str:
         rows.append(["*chance*"] + [format_value(lookup(benches[b].get("chance"), t)) for b in probes
                                     for t in ("audio", "text")])
         parts.append(_table(header, rows))
+    for b in (b for b, d in benches.items() if d.get("kind") == "attribute_probe"):
+        attrs = [c[0] for c in benches[b].get("columns", [])]
+        rows = [[m] + [format_value(lookup(results.get(m, {}).get(b), a)) for a in attrs] for m in payload["models"]]
+        rows.append(["*chance*"] + [format_value(lookup(benches[b].get("chance"), a)) for a in attrs])
+        parts.append(_table(["model"] + [f"{b} audio: {a}" for a in attrs], rows))
     compa = [b for b, d in benches.items() if d.get("kind") == "compa"]
     # (label, held-out benchmark, training-composition benchmark): a `train_of` benchmark sits beside the one it
     # mirrors; one whose counterpart is absent gets a row of its own with an empty held-out side.
