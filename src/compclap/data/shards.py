@@ -18,8 +18,16 @@ Training
     after `epoch_length` samples per rank (default: the shards' total from sizes.json divided by the number of
     ranks), rounded down to whole batches and spread over the workers, so every rank runs the same number of
     steps (DDP needs that) and the learning-rate schedule knows the run's length. Randomness is keyed by
-    (seed, epoch, rank, worker): a run resumed at an epoch boundary with the same number of ranks and workers
-    sees the same data as an uninterrupted one.
+    (seed, epoch, rank, worker), never drawn from a global RNG.
+
+Resume
+    Every checkpoint holds the training position (`ShardDataModule.state_dict`: the epoch of the next batch and
+    the clips of it all ranks have seen). A resumed run (same ranks, workers, batch size and seed) reads that
+    epoch's stream again and drops the batches already run, so it trains on exactly the batches, crops and
+    captions of an uninterrupted run, from an epoch-end or a mid-epoch checkpoint alike, and (with the saved RNG
+    states) ends with the same weights. A stream cannot seek: a mid-epoch resume re-reads and decodes the batches
+    it drops (no training on them), which costs up to one epoch of data loading. With other ranks, workers or
+    batch size the resumed epoch is another stream (a warning says so); later epochs are again keyed as usual.
 
 Validation and test
     The shards are read in order as one sequence of N clips (sizes.json gives N). Rank r reads positions
@@ -50,6 +58,7 @@ from compclap.audio.io import AudioDecodeError, load_clip
 from compclap.data.bad_files import BadFileTracker, current_split
 from compclap.data.datasets import collate_clips
 from compclap.data.shard_specs import check_local_shards, check_shard_count, folder_shards, use_pin_memory
+from compclap.data.sampler import train_position
 
 AUDIO_KEYS = ("flac", "wav", "mp3", "ogg", "opus")
 # Lightning warns about any IterableDataset with a __len__; ShardStream's length is exact by construction.
@@ -326,7 +335,9 @@ class ShardLoader(DataLoader):
     """DataLoader over a ShardStream that tells the stream its epoch each time an epoch starts.
 
     The epoch is `epoch_fn()` (the trainer's current epoch) or, when that returns None, the number of epochs this
-    loader has started, so shuffles and crops differ between epochs either way.
+    loader has started, so shuffles and crops differ between epochs either way. `skip_next(k)` makes the next pass
+    drop its first k batches (a mid-epoch resume). Pass `generator=` so that worker base seeds are not drawn from
+    torch's global RNG.
     """
 
     def __init__(self, dataset: ShardStream, epoch_fn: Callable[[], int | None] | None = None,
@@ -335,13 +346,29 @@ class ShardLoader(DataLoader):
         super().__init__(dataset, batch_size=None, **kwargs)
         self.epoch_fn = epoch_fn
         self.epochs_started = 0
+        self._skip = 0
+
+    def state_dict(self) -> dict[str, int]:
+        """Passes started (informational: ShardDataModule's checkpoint state positions a resumed stream)."""
+        return {"epochs_started": self.epochs_started}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Nothing to restore here (see state_dict); having the method tells Lightning the loader resumes mid-epoch."""
+
+    def skip_next(self, batches: int) -> None:
+        """Make the next pass drop its first `batches` batches (read and decoded, as the stream has no seek)."""
+        self._skip = int(batches)
 
     def __iter__(self):
-        """Set the stream's epoch in this process, so fresh workers copy it."""
+        """Set the stream's epoch in this process, so fresh workers copy it; drop the batches a resume skips."""
         epoch = self.epoch_fn() if self.epoch_fn is not None else None
         self.dataset.set_epoch(self.epochs_started if epoch is None else epoch)
         self.epochs_started += 1
-        return super().__iter__()
+        iterator = super().__iter__()
+        skip, self._skip = self._skip, 0
+        for _ in range(skip):
+            next(iterator)
+        return iterator
 
 
 # --------------------------------------------------------------------------------------------- DataModule
@@ -413,6 +440,8 @@ class ShardDataModule(L.LightningDataModule):
         self._sizes: dict[str, list[int] | None] = {}
         self._bad_files = BadFileTracker(max_skipped_fraction)
         self._share: dict[str, int] = {}
+        self._resume: dict[str, int] | None = None  # a checkpoint's training position, for the next training loader
+        self._resume_epoch: int | None = None  # its epoch, for that loader's first pass
 
     @property
     def num_samples(self) -> int:
@@ -455,6 +484,40 @@ class ShardDataModule(L.LightningDataModule):
         """The trainer's current epoch (None without a trainer: the loader counts its epochs)."""
         return self.trainer.current_epoch if self.trainer is not None else None
 
+    def _train_epoch(self) -> int | None:
+        """The epoch of the training pass starting now: a restored checkpoint's first (Lightning builds and starts the
+        loader under max_epochs before it restores its loops, when current_epoch still reads 0), then the trainer's."""
+        if self._resume_epoch is not None:
+            epoch, self._resume_epoch = self._resume_epoch, None
+            return epoch
+        return self._epoch()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: the epoch of the next training batch and the clips of it all ranks have seen."""
+        position = train_position(self.trainer, self.hparams.batch_size) if self.trainer is not None else None
+        if position is None:
+            return {}
+        return {"train_stream": {"epoch": position[0], "clips_seen": position[1],
+                                 "world_size": int(self.trainer.world_size), "batch_size": int(self.hparams.batch_size),
+                                 "num_workers": int(self.hparams.num_workers)}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keep a checkpoint's position: the next training pass is its epoch, after the batches already run."""
+        self._resume = dict(state_dict["train_stream"]) if "train_stream" in state_dict else None
+
+    def _resume_skip(self, state: dict[str, int], world: int) -> int:
+        """Batches of the resumed epoch this rank already ran; warn when the set-up changed since."""
+        hp = self.hparams
+        seen = int(state.get("clips_seen", 0))
+        now = {"world_size": world, "batch_size": hp.batch_size, "num_workers": hp.num_workers}
+        changed = [f"{key} {state[key]} -> {value}" for key, value in now.items()
+                   if key in state and int(state[key]) != value]
+        if seen and (changed or seen % (world * hp.batch_size)):
+            warnings.warn(f"resuming after {seen} clips of the epoch with {'; '.join(changed) or 'a partial batch'}: "
+                          "the rest of the epoch's stream is not the one the interrupted run would have read",
+                          stacklevel=3)
+        return seen // (world * hp.batch_size)
+
     def _loader(self, split: str) -> ShardLoader:
         """A ShardLoader for the split on this rank."""
         urls, sizes = self._split(split)
@@ -475,8 +538,17 @@ class ShardDataModule(L.LightningDataModule):
             bs = hp.eval_batch_size or hp.batch_size
             stream = ShardStream(urls, train=False, batch_size=bs, **common)
             self._share[split] = -(-sum(sizes) // world)
-        return ShardLoader(stream, epoch_fn=self._epoch, num_workers=hp.num_workers, pin_memory=use_pin_memory(hp.pin_memory, self.trainer),
-                           persistent_workers=hp.persistent_workers and hp.num_workers > 0)
+        # Workers' base seeds come from the loader's own generator, never from torch's global RNG (which a resumed run
+        # restores only after Lightning has started the loader); the stream's randomness is keyed by itself anyway.
+        loader = ShardLoader(stream, epoch_fn=self._train_epoch if split == "fit" else self._epoch,
+                             num_workers=hp.num_workers, pin_memory=use_pin_memory(hp.pin_memory, self.trainer),
+                             generator=torch.Generator().manual_seed(hp.seed),
+                             persistent_workers=hp.persistent_workers and hp.num_workers > 0)
+        if split == "fit" and self._resume is not None:
+            state, self._resume = self._resume, None
+            self._resume_epoch = int(state["epoch"])
+            loader.skip_next(self._resume_skip(state, world))
+        return loader
 
     def train_dataloader(self) -> ShardLoader:
         """Training batches (a fixed number per epoch on every rank)."""
