@@ -268,12 +268,10 @@ class AudioClassifier(L.LightningModule):
 
 # ------------------------------------------------------------------------------------------ reading it back
 def _checkpoint_file(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        for candidate in (path / "last.ckpt", path / "checkpoints" / "last.ckpt"):
-            if candidate.is_file():
-                return candidate
-    return path
+    """The file a run directory stands for, as in `load_model` (its best checkpoint, else last.ckpt)."""
+    from compclap.models.run_dir import resolve_checkpoint
+
+    return resolve_checkpoint(path).path
 
 
 def is_classifier_checkpoint(path: str | os.PathLike) -> bool:
