@@ -207,7 +207,9 @@ def test_sigkilled_run_with_workers_resumes_exactly(tmp_path, tokenizer_dir, per
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     main(["fit", "--config", str(cfg_a), *_limits("max_epochs"), "--run_dir", str(straight)])
     tests = str(Path(__file__).resolve().parent)
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
+    # The killed run computes in another process: with the parent's thread count, so that its float reductions
+    # are those of the in-process straight run (bit-exactness across thread counts is not a property of torch).
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()),
            "PYTHONPATH": os.pathsep.join([tests, *filter(None, [os.environ.get("PYTHONPATH")])])}
     proc = subprocess.run([sys.executable, "-m", "compclap.cli", "fit", "--config", str(kill), *_limits("max_epochs"),
                            "--run_dir", str(resumed)], env=env, cwd=tmp_path, capture_output=True, text=True,
