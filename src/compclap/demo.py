@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     # The table goes through the evaluation suite (`compclap evaluate`): same metrics, cached embeddings,
     # results.json, report.md with plots and per-row CompA CSVs.
     from compclap.data.labelled import write_labels_from_jsonl
+    from compclap.eval.attribute_probe import AttributeProbeBenchmark
     from compclap.eval.diagnostics import OrderProbeBenchmark
     from compclap.eval.probe import ProbeBenchmark
     from compclap.eval.probabilistic import ProbabilisticBenchmark
@@ -203,6 +204,8 @@ def main(argv: list[str] | None = None) -> dict:
                                  train_of="compa_attribute"),
                   OrderProbeBenchmark(world / "train.jsonl", [world / "val.jsonl", world / "test.jsonl"],
                                       name="order_probe"),
+                  AttributeProbeBenchmark(world / "train.jsonl", [world / "val.jsonl", world / "test.jsonl"],
+                                          name="attribute_probe"),
                   # Supervised probes (CLAP 2022 protocol) on the single-event clips, labelled by event type (seeded
                   # 80/20 split), beside zero-shot on the same held-out clips.
                   ProbeBenchmark.from_source("probe_events", csv_path=write_labels_from_jsonl(
