@@ -42,7 +42,8 @@ def load_tokenizer(path: str | os.PathLike):
 
     if not Path(path).is_dir():
         raise FileNotFoundError(f"tokenizer directory not found: {path} (tokenizers are loaded from local folders only)")
-    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    # A tokenizer folder may come from inside a checkpoint (models/embedded.py): its config never selects code.
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
