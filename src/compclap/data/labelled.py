@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from compclap.data.bad_files import BadFileTracker, current_split
 from compclap.data.datasets import ClipSampler, ManifestDataset, collate_clips
+from compclap.eval.zeroshot import ZeroShotData, _read_rows, read_esc50, read_label_csv
 
 __all__ = ["LabelledData", "LabelledDataModule", "Split", "carve_validation", "classifier_split", "fold_order",
            "protocol_splits", "read_labelled", "write_labels_from_jsonl"]
@@ -35,29 +36,14 @@ SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "
 
 
 @dataclass
-class LabelledData:
-    """Audio files with class indices, and their fold or split (train / val / test)."""
+class LabelledData(ZeroShotData):
+    """A classification set (files, classes, targets, folds as zero-shot reads them) and each clip's split."""
 
-    files: list[Path]
-    classes: list[str]
-    targets: list[list[int]]
-    multi_label: bool = False
-    folds: list[str] | None = None
-    splits: list[str] | None = None
-    source: str = ""
+    splits: list[str] | None = None  # train / val / test per clip, from a CSV's split column
 
     def first_labels(self) -> list[int]:
         """The first class of each clip (what validation carving stratifies by)."""
         return [t[0] for t in self.targets]
-
-    def target_tensor(self, indices: Sequence[int]) -> torch.Tensor:
-        """Class indices (N,) for single-label data, multi-hot float (N, C) for multi-label data."""
-        if not self.multi_label:
-            return torch.tensor([self.targets[i][0] for i in indices], dtype=torch.long)
-        out = torch.zeros(len(indices), len(self.classes))
-        for row, i in enumerate(indices):
-            out[row, self.targets[i]] = 1.0
-        return out
 
 
 def fold_order(folds: Sequence[str]) -> list[str]:
@@ -72,13 +58,11 @@ def read_labelled(csv_path: str | os.PathLike | None = None, esc50: str | os.Pat
     The CSV may carry a ``split`` column (train/val/test; validation/valid/dev and eval are accepted too) and/or a
     ``fold`` column; when both are present the split column defines the protocol.
     """
-    from compclap.eval.zeroshot import _read_rows, read_esc50, read_label_csv
-
     if (csv_path is None) == (esc50 is None):
         raise ValueError("give exactly one of an ESC-50 folder and a label CSV")
     if esc50 is not None:
         zs = read_esc50(esc50)
-        return LabelledData(zs.files, zs.classes, zs.targets, False, zs.folds, None, zs.source)
+        return LabelledData(zs.files, zs.classes, zs.targets, False, zs.folds, zs.source)
     zs = read_label_csv(csv_path, audio_root=audio_root, label_sep=label_sep)
     columns, rows = _read_rows(Path(csv_path), "label CSV")  # the same rows, in the same order
     splits = None
@@ -92,7 +76,7 @@ def read_labelled(csv_path: str | os.PathLike | None = None, esc50: str | os.Pat
     if splits is None and zs.folds is None:
         raise ValueError(f"label CSV {csv_path} has neither a 'split' (train/val/test) nor a 'fold' column: the "
                          "probe needs to know which clips to train and test on")
-    return LabelledData(zs.files, zs.classes, zs.targets, zs.multi_label, zs.folds, splits, zs.source)
+    return LabelledData(zs.files, zs.classes, zs.targets, zs.multi_label, zs.folds, zs.source, splits)
 
 
 @dataclass

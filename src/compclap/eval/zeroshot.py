@@ -57,6 +57,15 @@ class ZeroShotData:
     folds: list[str] | None = None
     source: str = ""
 
+    def target_tensor(self, indices: Sequence[int]) -> Tensor:
+        """Class indices (N,) for single-label data, multi-hot float (N, C) for multi-label data."""
+        if not self.multi_label:
+            return torch.tensor([self.targets[i][0] for i in indices], dtype=torch.long)
+        out = torch.zeros(len(indices), len(self.classes))
+        for row, i in enumerate(indices):
+            out[row, self.targets[i]] = 1.0
+        return out
+
 
 # --------------------------------------------------------------------------- readers
 
@@ -246,25 +255,20 @@ def multilabel_average_precision(scores: Tensor | np.ndarray, targets: Tensor | 
 def _subset_metrics(scores: Tensor, data: ZeroShotData, idx: list[int], ks: Sequence[int]) -> dict[str, Any]:
     sub = scores[idx]
     if data.multi_label:
-        y = torch.zeros(sub.shape, dtype=torch.bool)
-        for r, i in enumerate(idx):
-            y[r, data.targets[i]] = True
-        mean_ap, per_class = multilabel_average_precision(sub, y)
+        mean_ap, per_class = multilabel_average_precision(sub, data.target_tensor(idx).bool())
         return {"mAP": mean_ap, "n_clips": len(idx), "n_classes_scored": int((~np.isnan(per_class)).sum())}
-    targets = torch.tensor([data.targets[i][0] for i in idx], dtype=torch.long)
-    return {**topk_accuracy(sub, targets, ks), "n_clips": len(idx)}
+    return {**topk_accuracy(sub, data.target_tensor(idx), ks), "n_clips": len(idx)}
 
 
 def per_class_scores(scores: Tensor, data: ZeroShotData) -> dict[str, dict[str, Any]]:
     """Per class over all clips: {"n": clips, "top1": accuracy %} (single-label) or {"n": positives, "AP": %}."""
+    every = range(len(data.targets))
     if data.multi_label:
-        y = torch.zeros(scores.shape, dtype=torch.bool)
-        for r, targets in enumerate(data.targets):
-            y[r, targets] = True
+        y = data.target_tensor(every).bool()
         _, ap = multilabel_average_precision(scores, y)
         return {c: {"n": int(y[:, k].sum()), "AP": None if math.isnan(ap[k]) else float(ap[k] * 100)}
                 for k, c in enumerate(data.classes)}
-    targets = torch.tensor([t[0] for t in data.targets], dtype=torch.long)
+    targets = data.target_tensor(every)
     ranks = target_ranks(scores, targets)
     out: dict[str, dict[str, Any]] = {}
     for k, c in enumerate(data.classes):
