@@ -15,25 +15,9 @@ import torch
 import yaml
 
 from conftest import TINY_AUDIO, TINY_FRONTEND, TINY_TEXT
+from test_training_cli import SimulatedCrash
 
 SR = 8000
-
-
-class SimulatedCrash(RuntimeError):
-    """Raised by CrashAtStep."""
-
-
-class CrashAtStep(L.Callback):
-    """Interrupt the run when it reaches `step`."""
-
-    def __init__(self, step: int) -> None:
-        """step: global step at which to crash."""
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        """Raise once the global step is reached."""
-        if trainer.global_step >= self.step:
-            raise SimulatedCrash(f"simulated crash at step {trainer.global_step}")
 
 
 class LossRecorder(L.Callback):
@@ -139,7 +123,7 @@ def test_classify_resume_from_last_gives_identical_weights(tmp_path, tokenizer_d
     from compclap.classifier import main
 
     cfg = _config(tmp_path, tokenizer_dir, esc50)
-    crashing = _config(tmp_path, tokenizer_dir, esc50, [{"class_path": "test_classifier.CrashAtStep",
+    crashing = _config(tmp_path, tokenizer_dir, esc50, [{"class_path": "test_training_cli.CrashAtStep",
                                                          "init_args": {"step": 3}}], name="crash.yaml")
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     main(["fit", "--config", str(cfg), "--trainer.max_steps=6", "--run_dir", str(straight)])

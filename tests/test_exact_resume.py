@@ -60,19 +60,6 @@ class KillAtStep(L.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-class CrashAt(L.Callback):
-    """Raise at global step `step` (an in-process stand-in for a kill)."""
-
-    def __init__(self, step: int) -> None:
-        """step: global step at which to raise."""
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        """Raise once the global step is reached."""
-        if trainer.global_step >= self.step:
-            raise SimulatedCrash(f"simulated crash at step {trainer.global_step}")
-
-
 def _resume_config(tmp: Path, tokenizer_dir: Path, name: str, record: Path, every_n_steps: int | None,
                    extra: list[dict] | None = None, val: bool = False, shards: bool = False, **data) -> Path:
     """The tiny CLI run of test_training_cli (dropout on), recording clips, checkpointing every N steps (or epoch);
@@ -174,7 +161,7 @@ def _crash_and_resume(tmp: Path, tokenizer_dir: Path, limit: str, every: int | N
     cfg_a = _resume_config(tmp, tokenizer_dir, "a.yaml", rec_a, every, **kw)
     cfg_b = _resume_config(tmp, tokenizer_dir, "b.yaml", rec_b, every, **kw)
     crash = _resume_config(tmp, tokenizer_dir, "crash.yaml", rec_b, every, **kw,
-                           extra=[{"class_path": "test_exact_resume.CrashAt", "init_args": {"step": crash_at}}])
+                           extra=[{"class_path": "test_training_cli.CrashAtStep", "init_args": {"step": crash_at}}])
     straight, resumed = tmp / "straight", tmp / "resumed"
     main(["fit", "--config", str(cfg_a), *_limits(limit), "--run_dir", str(straight)])
     with pytest.raises(SimulatedCrash):
