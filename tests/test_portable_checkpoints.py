@@ -16,29 +16,10 @@ import lightning as L
 
 from compclap.cli import main
 from compclap.models.loading import load_model
-from conftest import CAPTIONS, TINY_AUDIO, write_tiny_manifest
+from conftest import CAPTIONS, write_tiny_manifest
+from tests.eval.test_evaluate_cli import _save_tiny_clap
 
 TEXTS = ["a high beep followed by a soft hum", "a loud siren", "rain falls on a roof"]
-
-
-def save_tiny_hf_clap(out: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
-    """A tiny random Hugging Face ClapModel folder (weights, tokenizer, 8 kHz feature extractor)."""
-    from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig
-
-    from compclap.text.tokenizer import load_tokenizer
-
-    tok = load_tokenizer(tokenizer_dir)
-    text_cfg = ClapTextConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                              intermediate_size=32, max_position_embeddings=40)
-    audio_cfg = ClapAudioConfig(**TINY_AUDIO, hidden_size=16, num_hidden_layers=2)
-    torch.manual_seed(seed)
-    ClapModel(ClapConfig(text_config=text_cfg.to_dict(), audio_config=audio_cfg.to_dict(),
-                         projection_dim=8)).save_pretrained(out)
-    tok.save_pretrained(out)
-    ClapFeatureExtractor(feature_size=16, sampling_rate=8000, hop_length=80, max_length_s=1, fft_window_size=256,
-                         frequency_min=0, frequency_max=4000, truncation="rand_trunc",
-                         padding="repeatpad").save_pretrained(out)
-    return out
 
 
 def _hf_config(tmp: Path, hf_dir: Path, train: Path, run_dir: str | None = None) -> Path:
@@ -94,7 +75,7 @@ def spy_test(monkeypatch) -> dict:
 
 
 def test_hf_run_loads_and_tests_after_the_source_folder_is_gone(tmp_path, tokenizer_dir, spy_test):
-    hf_dir = save_tiny_hf_clap(tmp_path / "clap-src", tokenizer_dir)
+    hf_dir = _save_tiny_clap(tmp_path / "clap-src", tokenizer_dir, 0)
     train = write_tiny_manifest(tmp_path, "train", 8)
     cfg = _hf_config(tmp_path, hf_dir, train)
     run = tmp_path / "run"
@@ -122,7 +103,7 @@ def test_hf_run_loads_and_tests_after_the_source_folder_is_gone(tmp_path, tokeni
 
 
 def test_checkpoint_hparams_fill_in_what_the_command_line_leaves_out(tmp_path, tokenizer_dir, spy_test, capsys):
-    hf_dir = save_tiny_hf_clap(tmp_path / "clap-src", tokenizer_dir)
+    hf_dir = _save_tiny_clap(tmp_path / "clap-src", tokenizer_dir, 0)
     train = write_tiny_manifest(tmp_path, "train", 8)
     cfg = _hf_config(tmp_path, hf_dir, train)
     csv_path = _compa_csv(tmp_path)
@@ -150,7 +131,7 @@ def test_checkpoint_hparams_fill_in_what_the_command_line_leaves_out(tmp_path, t
 
 
 def test_older_checkpoint_takes_the_new_source_path_from_the_command_line(tmp_path, tokenizer_dir, spy_test):
-    hf_dir = save_tiny_hf_clap(tmp_path / "clap-src", tokenizer_dir)
+    hf_dir = _save_tiny_clap(tmp_path / "clap-src", tokenizer_dir, 0)
     train = write_tiny_manifest(tmp_path, "train", 8)
     cfg = _hf_config(tmp_path, hf_dir, train)
     main(["fit", "--config", str(cfg), "--trainer.max_steps=1", "--run_dir", str(tmp_path / "run")])
@@ -176,7 +157,7 @@ def test_embedded_tokenizer_names_are_checked(tmp_path):
 
 
 def test_run_dir_on_the_command_line_wins_over_a_later_config(tmp_path, tokenizer_dir):
-    hf_dir = save_tiny_hf_clap(tmp_path / "clap-src", tokenizer_dir)
+    hf_dir = _save_tiny_clap(tmp_path / "clap-src", tokenizer_dir, 0)
     train = write_tiny_manifest(tmp_path, "train", 8)
     cfg = _hf_config(tmp_path, hf_dir, train, run_dir=str(tmp_path / "experiment_run"))
     mine = tmp_path / "my_run"
@@ -200,7 +181,7 @@ def test_pretrained_fragment_reads_a_hf_folder_with_its_own_tokenizer(tmp_path, 
     fragment = yaml.safe_load((Path(__file__).parents[1] / "conf" / "model" / "pretrained.yaml").read_text())
     args = fragment["model"]["model"]["init_args"]
     assert args["pretrained_tokenizer"] is None  # a Hugging Face folder, an export or a run brings its own
-    hf_dir = save_tiny_hf_clap(tmp_path / "clap", tokenizer_dir)
+    hf_dir = _save_tiny_clap(tmp_path / "clap", tokenizer_dir, 0)
     model = CLAPDualEncoder(**{**args, "pretrained": str(hf_dir)})
     assert model.embed_text(TEXTS).shape == (3, 8)
     with pytest.raises(FileNotFoundError, match=r"set model\.model\.init_args\.pretrained_tokenizer"):
