@@ -88,6 +88,15 @@ def _named(value: str) -> tuple[str | None, str]:
     return None, value
 
 
+def _label_source(p: argparse.ArgumentParser, esc50_help: str, csv_help: str) -> None:
+    """The labelled-audio options zero-shot and the probes share: --esc50 | --csv, --audio-root, --label-sep."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--esc50", metavar="DIR", help=esc50_help)
+    src.add_argument("--csv", metavar="FILE", help=csv_help)
+    p.add_argument("--audio-root", default=None, metavar="DIR", help="folder the CSV's paths are relative to")
+    p.add_argument("--label-sep", default=";", help="separator of the labels column (default: %(default)s)")
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("models and output")
@@ -127,13 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
     p = sub.add_parser("zeroshot", parents=[common], help="zero-shot classification (ESC-50 or a label CSV)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--esc50", metavar="DIR", help="ESC-50 folder (meta/esc50.csv, audio/)")
-    src.add_argument("--csv", metavar="FILE",
-                     help="label CSV: path,label (single-label) or path,labels with ';'-separated labels "
-                          "(multi-label); optional fold column")
-    p.add_argument("--audio-root", default=None, metavar="DIR", help="folder the CSV's paths are relative to")
-    p.add_argument("--label-sep", default=";", help="separator of the labels column (default: %(default)s)")
+    _label_source(p, "ESC-50 folder (meta/esc50.csv, audio/)",
+                  "label CSV: path,label (single-label) or path,labels with ';'-separated labels (multi-label); "
+                  "optional fold column")
     p.add_argument("--template", action="append", default=None, metavar="TEXT",
                    help="prompt template with {label} (repeatable; embeddings averaged over templates; "
                         "default: 'This is a sound of {label}.')")
@@ -150,13 +155,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("probe", parents=[common], help="linear / MLP probes on frozen audio embeddings (CLAP 2022 "
                                                         "protocol), beside zero-shot and fine-tuned classifiers")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--esc50", metavar="DIR", help="ESC-50 folder (meta/esc50.csv, audio/): 5-fold protocol")
-    src.add_argument("--csv", metavar="FILE",
-                     help="label CSV: path,label (or path,labels, multi-label) with a split (train/val/test) or "
-                          "fold column")
-    p.add_argument("--audio-root", default=None, metavar="DIR", help="folder the CSV's paths are relative to")
-    p.add_argument("--label-sep", default=";", help="separator of the labels column (default: %(default)s)")
+    _label_source(p, "ESC-50 folder (meta/esc50.csv, audio/): 5-fold protocol",
+                  "label CSV: path,label (or path,labels, multi-label) with a split (train/val/test) or fold column")
     p.add_argument("--val-fraction", type=float, default=0.15,
                    help="share of the training clips kept for early stopping (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the validation carving and the heads")
