@@ -28,7 +28,11 @@ def _synthesise(world: Path, seed: int) -> None:
 
 
 def _write_hard_negatives(world: Path) -> Path:
-    """Add each caption's order/attribute hard negatives to the training manifest (once)."""
+    """The training clips plus their swapped renderings (train_swapped.jsonl), each caption with its hard negatives.
+
+    Written once. The swapped renderings are clips of their own with their own true captions: were they only ever
+    negatives, the loss could push every swapped rendering away from all texts (measured, seed 1: CompA-order
+    group 20 -> 38 with them as clips)."""
     out = world / "train_hard_negatives.jsonl"
     if out.is_file():
         return out
@@ -37,6 +41,8 @@ def _write_hard_negatives(world: Path) -> Path:
 
     t0 = time.time()
     records = read_manifest(world / "train.jsonl")
+    if (world / "train_swapped.jsonl").is_file():
+        records += read_manifest(world / "train_swapped.jsonl")
     captions = [c for r in records for c in r["captions"]]
     negatives = iter(HardNegativeRewriter(seed=0).rewrite_many(captions))
     for rec in records:

@@ -14,6 +14,7 @@ from compclap.data.swaps import (
     order_swapped_scene,
     order_swapped_tree,
     swapped_negatives,
+    twin_negative_audio,
 )
 
 
@@ -84,3 +85,15 @@ def test_swapped_negatives_follow_the_captions_mentions():
     overlay = Scene("overlay", (a, b), offsets_s=(0.0, 0.0))
     per_caption, renders = swapped_negatives(overlay, [((), ("pitch",))], "s", np.random.default_rng(0))
     assert per_caption == [[]] and renders == []
+
+
+def test_twin_negative_audio_points_back_at_the_original():
+    mentions = [(("loudness",), ()), ((), ("pitch",)), ((), ())]
+    order = twin_negative_audio("audio/train/000007.flac", "order", None, mentions)
+    assert order == [[{"audio": "audio/train/000007.flac", "kind": "order"}]] * 3
+    attribute = twin_negative_audio("o.flac", "attribute", "loudness", mentions)
+    assert attribute == [[{"audio": "o.flac", "kind": "attribute", "attribute": "loudness"}], [], []]
+    with pytest.raises(ValueError, match="needs the swapped attribute"):
+        twin_negative_audio("o.flac", "attribute", None, mentions)
+    with pytest.raises(ValueError, match="unknown swap kind"):
+        twin_negative_audio("o.flac", "pitch", None, mentions)

@@ -427,5 +427,28 @@ def test_audio_negatives_can_be_switched_off(tmp_path):
                                      num_events=1, tokenizer_vocab=0, workers=1, audio_negatives=False))
     assert all("negative_audio" not in r for r in _read_jsonl(tmp_path / "train.jsonl"))
     assert not (tmp_path / "audio" / "train_swapped").exists()
+    assert not (tmp_path / "train_swapped.jsonl").exists()
     assert json.loads((tmp_path / "meta.json").read_text())["counts"]["train_negative_audio"] == {
         "order": 0, "attribute": 0}
+
+
+def test_every_swapped_rendering_is_also_a_clip_with_its_own_true_captions(worlds):
+    out, _ = worlds
+    train = {r["audio"]: r for r in _read_jsonl(out / "train.jsonl")}
+    twins = _read_jsonl(out / "train_swapped.jsonl")
+    rendered = sorted(p.relative_to(out).as_posix() for p in (out / "audio" / "train_swapped").glob("*.flac"))
+    assert sorted(t["audio"] for t in twins) == rendered
+    for twin in twins:
+        original = train[twin["twin_of"]]
+        kind = "order" if twin["audio"].endswith("_order.flac") else "attribute"
+        assert len(twin["captions"]) == len(twin["negative_audio"]) == 3
+        if kind == "order":
+            assert twin["events"] == original["events"][::-1]
+            assert all(negs == [{"audio": twin["twin_of"], "kind": "order"}] for negs in twin["negative_audio"])
+            continue
+        (attr,) = {n["attribute"] for negs in original["negative_audio"] for n in negs if n["kind"] == "attribute"}
+        a, b = original["events"]
+        assert twin["events"] == [{**a, attr: b[attr]}, {**b, attr: a[attr]}]
+        for caption, negs in zip(twin["captions"], twin["negative_audio"]):
+            names = any(_names_attribute(caption, e["type"], attr) for e in twin["events"])
+            assert negs == ([{"audio": twin["twin_of"], "kind": "attribute", "attribute": attr}] if names else [])

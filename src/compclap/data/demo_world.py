@@ -46,7 +46,7 @@ from compclap.data.demo_captions import (  # noqa: F401  (re-exported: the demo 
     head_noun,
     noun_phrase,
 )
-from compclap.data.swaps import swapped_negatives
+from compclap.data.swaps import swapped_negatives, twin_negative_audio
 
 MAX_CLIP_S = 4.0  # the demo model looks at 4 s
 CROSSFADE_FRACTION = 0.1
@@ -291,6 +291,17 @@ def _dump_jsonl(path: Path, records: Iterable[dict]) -> None:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
+def _twin_record(original: str, path: str, swapped: Scene, kind: str, negs: list[list[dict[str, str]]],
+                 rng: np.random.Generator) -> dict:
+    """A swapped rendering as a training clip: three captions true of it, the original as their audio negative."""
+    attribute = next((n["attribute"] for per_caption in negs for n in per_caption if n["kind"] == kind == "attribute"),
+                     None)
+    described = caption_scene_n_mentions(swapped, rng, 3)
+    return {"audio": path, "captions": [c for c, _ in described], "events": [e.to_json() for e in swapped.events],
+            "relation": swapped.relation, "expression": swapped.expression(), "twin_of": original,
+            "negative_audio": twin_negative_audio(original, kind, attribute, [m for _, m in described])}
+
+
 def build_demo_world(cfg: DemoWorldConfig) -> dict:
     """Generate the whole demo world under `cfg.out` (audio, manifests, CompA CSVs, tokenizer, meta.json)."""
     from compclap.data.demo_compa import compa_attribute_rows, compa_files, compa_order_rows, write_compa_csv
@@ -305,6 +316,7 @@ def build_demo_world(cfg: DemoWorldConfig) -> dict:
     manifests: dict[str, list[dict]] = {}
     held_set = set(held_out)
     negative_counts: Counter = Counter()
+    twins: list[dict] = []  # the swapped renderings as clips of their own, with their own true captions
 
     for split, count in zip(SPLITS, (cfg.num_train, cfg.num_val, cfg.num_test)):
         sampler = SceneSampler(types, held_out, _section_rng(cfg.seed, split), split)
@@ -332,6 +344,7 @@ def build_demo_world(cfg: DemoWorldConfig) -> dict:
                     jobs.append((str(out / path), swapped, sr, pad))
                     job_owner.append("train_swapped")
                     negative_counts[kind] += 1
+                    twins.append(_twin_record(rel, path, swapped, kind, negs, rng))
         manifests[split] = records
 
     rng = _section_rng(cfg.seed, "events")
@@ -372,6 +385,8 @@ def build_demo_world(cfg: DemoWorldConfig) -> dict:
     for split in SPLITS:
         _dump_jsonl(out / f"{split}.jsonl", manifests[split])
     _dump_jsonl(out / "events.jsonl", event_records)
+    if cfg.audio_negatives:
+        _dump_jsonl(out / "train_swapped.jsonl", twins)
     for name, csv_rows in compa_csv_rows.items():
         write_compa_csv(out / f"compa_{name}.csv", csv_rows)
 
@@ -411,11 +426,16 @@ def build_demo_world(cfg: DemoWorldConfig) -> dict:
                                   "of: every sequence reversed (kind order, all its captions); a 2-event clip with "
                                   "one differing attribute traded between its events (kind attribute, the captions "
                                   "naming that attribute)"),
+        "swapped_clips_policy": ("train_swapped.jsonl holds every swapped rendering as a training clip with its own "
+                                 "true captions and the original clip as negative_audio of the captions false of it, "
+                                 "so no rendering is only ever a negative (a loss could then push all of them away "
+                                 "from every text instead of reading order and attributes)"),
         "attributes": {"loudness_level_db": {k: list(v) for k, v in LEVEL_DB_RANGE.items()},
                        "pitch_factor": PITCH_FACTOR,
                        "duration_seconds": {k: list(v) for k, v in DURATION_RANGE_S.items()}},
         "audio_seconds": {k: round(v, 3) for k, v in sorted(seconds.items())},
         "files": {"train": "train.jsonl", "val": "val.jsonl", "test": "test.jsonl", "events": "events.jsonl",
+                  "train_swapped": "train_swapped.jsonl" if cfg.audio_negatives else None,
                   **{f"compa_{name}": f"compa_{name}.csv" for name in compa},
                   "tokenizer": "tokenizer" if tokenizer_dir is not None else None},
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "workers")},

@@ -80,6 +80,24 @@ def swapped_negatives(scene: Scene, mentions: Sequence[Sequence[Sequence[str]]],
     return per_caption, renders
 
 
+def twin_negative_audio(original: str, kind: str, attribute: str | None,
+                        mentions: Sequence[Sequence[Sequence[str]]]) -> list[list[dict[str, str]]]:
+    """Audio negatives of a swapped rendering's own captions: the original clip, for each caption false of it.
+
+    A swap is its own inverse, so the rule of `swapped_negatives` applies backwards: every caption of an
+    order-swapped sequence states the order and is false of the original; a caption of an attribute-swapped
+    clip is false of the original when it names `attribute` for either event. `mentions[k]` lists, per event,
+    the attributes caption k names.
+    """
+    if kind not in ("order", "attribute"):
+        raise ValueError(f"unknown swap kind {kind!r}; known: order, attribute")
+    entry = {"audio": original, "kind": kind, **({"attribute": attribute} if kind == "attribute" else {})}
+    if kind == "attribute" and attribute is None:
+        raise ValueError("an attribute swap needs the swapped attribute")
+    return [[dict(entry)] if kind == "order" or any(attribute in m for m in per_event) else []
+            for per_event in mentions]
+
+
 # --- composer expression trees -------------------------------------------------------------------
 
 def order_swapped_tree(tree: Node) -> Node | None:
