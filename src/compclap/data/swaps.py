@@ -91,9 +91,9 @@ def twin_negative_audio(original: str, kind: str, attribute: str | None,
     """
     if kind not in ("order", "attribute"):
         raise ValueError(f"unknown swap kind {kind!r}; known: order, attribute")
-    entry = {"audio": original, "kind": kind, **({"attribute": attribute} if kind == "attribute" else {})}
     if kind == "attribute" and attribute is None:
         raise ValueError("an attribute swap needs the swapped attribute")
+    entry = {"audio": original, "kind": kind, **({"attribute": attribute} if kind == "attribute" else {})}
     return [[dict(entry)] if kind == "order" or any(attribute in m for m in per_event) else []
             for per_event in mentions]
 
