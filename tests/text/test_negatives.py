@@ -164,6 +164,11 @@ def test_swap_comes_before_single_replacements(rw):
     # hyphenated compounds are looked up as one lexicon entry, so they swap as opposites
     ("A high-pitched knocking, then a brief loud low-pitched hum",
      "A low-pitched knocking, then a brief loud high-pitched hum"),
+    # "low/RB -pitched" does not cut the adjectives before it off their noun
+    ("A brief loud low-pitched knocking, then a long low hum", "A long loud low-pitched knocking, then a brief low hum"),
+    # "low" and "high-pitched" are opposite values of one scale in two forms
+    ("A long loud low chirping before a long loud high-pitched noise burst",
+     "A long loud high-pitched chirping before a long loud low noise burst"),
     # "a long/RB high whistle": spaCy's adverb tag inside a noun phrase is read as the adjective it is
     ("A soft short beep then a long high whistle", "A soft long beep then a short high whistle"),
 ])
@@ -179,6 +184,16 @@ def test_no_swap_of_synonyms_and_cross_scale_swaps_last(rw):
     negatives = [n["text"] for n in rewriter.rewrite("A soft beep and a high whistle")]
     assert negatives[-1] == "A high beep and a soft whistle"
     assert "A loud beep and a high whistle" in negatives[:-1]
+
+
+def test_no_swap_that_puts_one_scale_twice_on_an_event_or_trades_a_value_for_itself():
+    rewriter = HardNegativeRewriter(kinds=("attribute",), max_per_kind=50, seed=0)
+    negatives = [n["text"] for n in rewriter.rewrite("A short low knocking is followed by a long loud low-pitched hum")]
+    assert "A long low knocking is followed by a short loud low-pitched hum" in negatives
+    # short <-> low-pitched would leave the hum "long ... short" and the knocking "low-pitched low"
+    assert "A low-pitched low knocking is followed by a long loud short hum" not in negatives
+    # low <-> low-pitched says the same thing
+    assert "A short low-pitched knocking is followed by a long loud low hum" not in negatives
 
 
 def test_all_antonyms_offered_for_one_attribute(rw):

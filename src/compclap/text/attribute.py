@@ -36,6 +36,8 @@ _PHRASE_FIRST = frozenset(w[0] for w, _ in _PHRASES)
 _FIXED_FIRST = frozenset(w[0] for w in _FIXED)
 _COPULAS = frozenset({"is", "are", "was", "were", "be", "been", "being", "am", "seems", "sounds", "becomes", "gets",
                       "get", "getting", "grows", "growing", "becoming", "seem", "sound", "become", "remains"})
+_PITCH_WORDS = frozenset({"high", "low"})
+_PITCH_TAILS = frozenset({"pitched", "pitch", "toned", "frequency"})
 _COMPOUND_TAILS = frozenset({"pitched", "pitch", "sounding", "toned", "tone", "frequency", "paced", "speed",
                              "pressure", "volume", "intensity", "level", "powered"})
 
@@ -55,6 +57,28 @@ class _Attr:
 def _lexicon_key(at: _Attr) -> tuple[str, str]:
     """The lexicon key of an attribute span ("high - pitched" is written "high-pitched" there)."""
     return at.text.replace(" - ", "-"), at.cls
+
+
+def _pitch_word(at: _Attr) -> str:
+    """"high" for "high", "high-pitched" and "high pitched"; "" for an attribute of no pitch form."""
+    words = at.text.replace(" - ", " ").split()
+    if len(words) == 2 and words[1] in _PITCH_TAILS or len(words) == 1:
+        return words[0] if words[0] in _PITCH_WORDS else ""
+    return ""
+
+
+def _opposite_pitch(p: _Attr, q: _Attr) -> bool:
+    """Whether two attributes name opposite pitches in different forms ("low" vs "high-pitched")."""
+    wp, wq = _pitch_word(p), _pitch_word(q)
+    return bool(wp and wq and wp != wq)
+
+
+def _same_scale(p: _Attr, q: _Attr) -> bool:
+    """Whether two attributes are values of one lexicon scale (equal, opposite or synonymous: loud, soft, quiet)."""
+    key_p, key_q = _lexicon_key(p), _lexicon_key(q)
+    if key_p[0] == key_q[0] or _opposite_pitch(p, q) or (_pitch_word(p) and _pitch_word(p) == _pitch_word(q)):
+        return True
+    return key_q[0] in ANTONYMS.get(key_p, ()) or key_p[0] in ANTONYMS.get(key_q, ()) or _synonyms(key_p, key_q)
 
 
 def _synonyms(key_p: tuple[str, str], key_q: tuple[str, str]) -> bool:
@@ -172,7 +196,11 @@ class AttributeRewriter:
                 continue
             if last_noun >= 0:
                 break
-            if t.tag in _ADJ_TAGS | {"HYPH", ",", "CC", "VBN", "CD"} or t.text == "-" or \
+            # "a brief loud low/RB -pitched knocking": spaCy tags the first half of a compound, or a scale word
+            # inside the noun phrase, as an adverb; the adjectives before it still describe the noun after it
+            in_phrase_adverb = t.tag in _ADV_TAGS and k + 1 < n and (
+                toks[k + 1].text == "-" or ((t.lower, "J") in ANTONYMS and toks[k + 1].tag in _ADJ_TAGS | NOUN_TAGS))
+            if t.tag in _ADJ_TAGS | {"HYPH", ",", "CC", "VBN", "CD"} or t.text == "-" or in_phrase_adverb or \
                     (t.tag == "VBG" and k + 1 < n and toks[k + 1].tag in NOUN_TAGS):
                 if t.tag == "CC" and k + 1 < n and toks[k + 1].tag in {"DT"}:
                     break
@@ -214,16 +242,21 @@ class AttributeRewriter:
                 p, q = attrs[x], attrs[y]
                 if not (p.swappable and q.swappable) or p.text == q.text or p.anchor == q.anchor:
                     continue
+                if _pitch_word(p) and _pitch_word(p) == _pitch_word(q):
+                    continue  # "low" and "low-pitched": the swap says the same thing
                 if {p.cls, q.cls} != {"J"} and not ({p.cls, q.cls} <= {"R"}) and not ({p.cls, q.cls} <= {"I"}):
                     continue
                 if p.b == q.a or (q.a - p.b == 1 and toks[p.b].lower in {"and", ",", "or"} and
                                   p.anchor == q.anchor):
                     continue  # "loud and clear" on one noun
-                if any(o.text == p.text and o.anchor == q.anchor for o in attrs) or \
-                        any(o.text == q.text and o.anchor == p.anchor for o in attrs):
-                    continue  # "high pitched speaking ... a short high pitched meow": would repeat a word
+                if any(o is not q and o.anchor == q.anchor and _same_scale(o, p) for o in attrs) or \
+                        any(o is not p and o.anchor == p.anchor and _same_scale(o, q) for o in attrs):
+                    # "a short low knocking ... a long loud low-pitched hum" -> "... a long loud short hum": two
+                    # values of one scale on one event (or one word twice) say nothing true or false of the audio
+                    continue
                 key_p, key_q = _lexicon_key(p), _lexicon_key(q)
-                opp = key_q[0] in ANTONYMS.get(key_p, ()) or key_p[0] in ANTONYMS.get(key_q, ())
+                opp = key_q[0] in ANTONYMS.get(key_p, ()) or key_p[0] in ANTONYMS.get(key_q, ()) or \
+                    _opposite_pitch(p, q)
                 if not opp and p.lexical and q.lexical:
                     if _synonyms(key_p, key_q):
                         continue  # "a quiet hum and a soft bell": the swap says the same thing
