@@ -62,7 +62,7 @@ def _lexicon_key(at: _Attr) -> tuple[str, str]:
 def _pitch_word(at: _Attr) -> str:
     """"high" for "high", "high-pitched" and "high pitched"; "" for an attribute of no pitch form."""
     words = at.text.replace(" - ", " ").split()
-    if len(words) == 2 and words[1] in _PITCH_TAILS or len(words) == 1:
+    if len(words) == 1 or (len(words) == 2 and words[1] in _PITCH_TAILS):
         return words[0] if words[0] in _PITCH_WORDS else ""
     return ""
 
