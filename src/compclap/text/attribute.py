@@ -67,8 +67,18 @@ def _pitch_word(at: _Attr) -> str:
     return ""
 
 
-def _opposite_pitch(p: _Attr, q: _Attr) -> bool:
-    """Whether two attributes name opposite pitches in different forms ("low" vs "high-pitched")."""
+def _same_pitch(p: _Attr, q: _Attr) -> bool:
+    """Whether two attributes name one pitch, in any form ("low" and "low-pitched")."""
+    wp = _pitch_word(p)
+    return bool(wp) and wp == _pitch_word(q)
+
+
+def _opposite(p: _Attr, q: _Attr) -> bool:
+    """Whether two attributes are opposite values: lexicon antonyms, or opposite pitches in any form ("low" vs
+    "high-pitched")."""
+    key_p, key_q = _lexicon_key(p), _lexicon_key(q)
+    if key_q[0] in ANTONYMS.get(key_p, ()) or key_p[0] in ANTONYMS.get(key_q, ()):
+        return True
     wp, wq = _pitch_word(p), _pitch_word(q)
     return bool(wp and wq and wp != wq)
 
@@ -76,9 +86,7 @@ def _opposite_pitch(p: _Attr, q: _Attr) -> bool:
 def _same_scale(p: _Attr, q: _Attr) -> bool:
     """Whether two attributes are values of one lexicon scale (equal, opposite or synonymous: loud, soft, quiet)."""
     key_p, key_q = _lexicon_key(p), _lexicon_key(q)
-    if key_p[0] == key_q[0] or _opposite_pitch(p, q) or (_pitch_word(p) and _pitch_word(p) == _pitch_word(q)):
-        return True
-    return key_q[0] in ANTONYMS.get(key_p, ()) or key_p[0] in ANTONYMS.get(key_q, ()) or _synonyms(key_p, key_q)
+    return key_p[0] == key_q[0] or _same_pitch(p, q) or _opposite(p, q) or _synonyms(key_p, key_q)
 
 
 def _synonyms(key_p: tuple[str, str], key_q: tuple[str, str]) -> bool:
@@ -242,7 +250,7 @@ class AttributeRewriter:
                 p, q = attrs[x], attrs[y]
                 if not (p.swappable and q.swappable) or p.text == q.text or p.anchor == q.anchor:
                     continue
-                if _pitch_word(p) and _pitch_word(p) == _pitch_word(q):
+                if _same_pitch(p, q):
                     continue  # "low" and "low-pitched": the swap says the same thing
                 if {p.cls, q.cls} != {"J"} and not ({p.cls, q.cls} <= {"R"}) and not ({p.cls, q.cls} <= {"I"}):
                     continue
@@ -255,8 +263,7 @@ class AttributeRewriter:
                     # values of one scale on one event (or one word twice) say nothing true or false of the audio
                     continue
                 key_p, key_q = _lexicon_key(p), _lexicon_key(q)
-                opp = key_q[0] in ANTONYMS.get(key_p, ()) or key_p[0] in ANTONYMS.get(key_q, ()) or \
-                    _opposite_pitch(p, q)
+                opp = _opposite(p, q)
                 if not opp and p.lexical and q.lexical:
                     if _synonyms(key_p, key_q):
                         continue  # "a quiet hum and a soft bell": the swap says the same thing
