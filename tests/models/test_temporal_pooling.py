@@ -90,3 +90,75 @@ def test_masked_view_of_a_binned_tower_has_the_binned_shape() -> None:
         masked = masked_htsat_pooled(binned, wave, token, 0.5, torch.Generator().manual_seed(0))
         torch.testing.assert_close(full, binned(wave))
     assert masked.shape == full.shape == (2, binned.output_dim) and not torch.allclose(masked, full)
+
+
+def _levelled(bins: int = 2, bands: int = 4) -> HTSATAudioEncoder:
+    torch.manual_seed(0)
+    return HTSATAudioEncoder(config=TINY_AUDIO, temporal_bins=bins, level_bands=bands, **TINY_FRONTEND).eval()
+
+
+def _loud_then_soft(first_gain: float, second_gain: float) -> torch.Tensor:
+    sr, n = TINY_FRONTEND["sample_rate"], int(TINY_FRONTEND["sample_rate"] * TINY_FRONTEND["clip_seconds"])
+    # broadband noise, so every mel band holds the event (a pure tone leaves most bands at the -100 dB floor)
+    noise = torch.randn(n // 2, generator=torch.Generator().manual_seed(0))
+    return torch.cat([first_gain * noise, second_gain * noise])[None]
+
+
+def test_level_grid_is_the_normalised_log_mel_pooled_into_segments_and_bands() -> None:
+    audio = _levelled(bins=2, bands=4)
+    with torch.no_grad():
+        audio.level_norm.running_mean.uniform_(-30.0, 0.0)
+        audio.level_norm.running_var.uniform_(10.0, 50.0)
+        wave = torch.randn(3, int(TINY_FRONTEND["sample_rate"] * TINY_FRONTEND["clip_seconds"]))
+        out = audio(wave)
+        logmel = audio.features(wave)[:, 0]  # (B, frames, mels)
+    frames, mels = logmel.shape[1], logmel.shape[2]
+    # exact halves/quarters only when they divide evenly; the tiny front end gives 101 frames, 16 mels
+    first_half = logmel[:, : frames // 2 + 1, : mels // 4].mean(dim=(1, 2))
+    norm = audio.level_norm
+    expected = (first_half - norm.running_mean[0]) / torch.sqrt(norm.running_var[0] + norm.eps)
+    hidden = audio.backbone.config.hidden_size
+    assert audio.output_dim == 2 * hidden + 8 and out.shape == (3, audio.output_dim)
+    torch.testing.assert_close(out[:, 2 * hidden], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_level_grid_tells_which_event_is_the_loud_one() -> None:
+    audio = _levelled(bins=2, bands=4)
+    with torch.no_grad():
+        loud_first = audio(_loud_then_soft(0.8, 0.1))[0, -8:].view(2, 4)
+        soft_first = audio(_loud_then_soft(0.1, 0.8))[0, -8:].view(2, 4)
+    # 0.8 vs 0.1 is 18 dB: every band of the loud segment sits ~18 dB above the soft one (the running variance is
+    # still 1, so the normalised grid is in dB); the boundary frame shared by both segments takes a little off
+    assert bool((loud_first[0] - loud_first[1] > 15.0).all()), loud_first
+    assert bool((soft_first[1] - soft_first[0] > 15.0).all()), soft_first
+
+
+def test_level_bands_bad_values_and_spec_round_trip() -> None:
+    with pytest.raises(ValueError, match="needs temporal_bins"):
+        HTSATAudioEncoder(config=TINY_AUDIO, level_bands=4, **TINY_FRONTEND)
+    with pytest.raises(ValueError, match=r"level_bands must be in \[0, 16\]"):
+        HTSATAudioEncoder(config=TINY_AUDIO, temporal_bins=2, level_bands=17, **TINY_FRONTEND)
+    with pytest.raises(ValueError, match="level_bands must be"):
+        HTSATAudioEncoder(config=TINY_AUDIO, temporal_bins=2, level_bands=-1, **TINY_FRONTEND)
+    audio = _levelled(bins=3, bands=2)
+    rebuilt = HTSATAudioEncoder(**audio.spec()["init_args"]).eval()
+    rebuilt.load_state_dict(audio.state_dict())  # the batch norm's statistics travel with the weights
+    wave = torch.randn(2, int(TINY_FRONTEND["sample_rate"] * TINY_FRONTEND["clip_seconds"]))
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(wave), audio(wave))
+
+
+def test_masked_view_hides_the_same_share_of_level_cells() -> None:
+    from compclap.models.masking import masked_htsat_pooled
+
+    audio = _levelled(bins=2, bands=4)
+    wave = torch.randn(2, int(TINY_FRONTEND["sample_rate"] * TINY_FRONTEND["clip_seconds"]))
+    token = torch.zeros(audio.backbone.config.patch_embeds_hidden_size)
+    with torch.no_grad():
+        full = audio(wave)
+        torch.testing.assert_close(masked_htsat_pooled(audio, wave, token, 0.0), full)
+        masked = masked_htsat_pooled(audio, wave, token, 0.5, torch.Generator().manual_seed(0))
+    grid, full_grid = masked[:, -8:], full[:, -8:]
+    hidden = grid == 0
+    assert hidden.sum(1).tolist() == [4, 4]
+    torch.testing.assert_close(grid[~hidden], full_grid[~hidden])

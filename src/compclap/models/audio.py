@@ -43,6 +43,7 @@ class HTSATAudioEncoder(nn.Module):
         padding: str = "repeatpad",
         trainable_blocks: int | None = None,
         temporal_bins: int = 0,
+        level_bands: int = 0,
         backbone: nn.Module | None = None,
     ) -> None:
         """Build the tower.
@@ -66,6 +67,11 @@ class HTSATAudioEncoder(nn.Module):
                 pretrained towers need 0); N > 0 averages it over frequency and into N equal time segments whose
                 features are concatenated (output N x hidden), so the pooled vector says *when* each sound is: the
                 global mean is nearly blind to order (cos(A+B, B+A) ~ 0.99).
+            level_bands: 0 for none; N > 0 (needs `temporal_bins`) also appends the log-mel input averaged into
+                temporal_bins x N cells (time segments x mel bands), batch-normalised: how loud each segment is
+                in each band. Contrastive training of a from-scratch HTSAT discards per-event level and pitch
+                (a "first event is the loud one" probe on its pooled features falls from 68% to chance), which
+                CompA's attribute swaps ("a loud A then a soft B") need; this coarse grid keeps them.
             backbone: an existing ClapAudioModel to wrap (used when loading checkpoints).
         """
         super().__init__()
@@ -99,7 +105,18 @@ class HTSATAudioEncoder(nn.Module):
         if temporal_bins < 0:
             raise ValueError(f"temporal_bins must be >= 0, got {temporal_bins}")
         self.temporal_bins = int(temporal_bins)
-        self.output_dim = cfg.hidden_size * max(1, self.temporal_bins)
+        if level_bands < 0 or level_bands > cfg.num_mel_bins:
+            raise ValueError(f"level_bands must be in [0, {cfg.num_mel_bins}] (the mel bins), got {level_bands}")
+        if level_bands and not self.temporal_bins:
+            raise ValueError("level_bands needs temporal_bins > 0: the level grid is per time segment")
+        if level_bands and self.fusion:
+            raise ValueError("level_bands is not supported with fusion HTSATs (their input is four stacked views)")
+        self.level_bands = int(level_bands)
+        self.level_features = self.temporal_bins * self.level_bands
+        # Log-mel dB levels are far from unit scale and vary by recording; the batch norm's running statistics
+        # put the grid on the scale of the HTSAT features beside it (and freeze with the tower).
+        self.level_norm = nn.BatchNorm1d(self.level_features) if self.level_features else None
+        self.output_dim = cfg.hidden_size * max(1, self.temporal_bins) + self.level_features
         self.trainable_blocks = None
         self.set_trainable_blocks(trainable_blocks)
 
@@ -125,7 +142,7 @@ class HTSATAudioEncoder(nn.Module):
                               "n_fft": fe.n_fft, "hop_length": fe.hop_length, "f_min": fe.f_min, "f_max": fe.f_max,
                               "mel_scale": fe.mel_scale, "mel_sample_rate": fe.mel_sample_rate,
                               "quantize_int16": fe.quantize_int16, "padding": fe.padding,
-                              "temporal_bins": self.temporal_bins}}
+                              "temporal_bins": self.temporal_bins, "level_bands": self.level_bands}}
 
     def train(self, mode: bool = True) -> HTSATAudioEncoder:
         """Switch train/eval mode; frozen BatchNorm layers stay in eval mode."""
@@ -167,14 +184,25 @@ class HTSATAudioEncoder(nn.Module):
         if not isinstance(waveforms, torch.Tensor):
             cfg = self.frontend_config
             waveforms = torch.stack([fit_length(w, cfg.num_samples, cfg.padding) for w in waveforms])
-        return self._pool(self.backbone(input_features=self.features(waveforms)))
+        features = self.features(waveforms)
+        return self._pool(self.backbone(input_features=features), features)
 
-    def _pool(self, output: Any) -> torch.Tensor:
-        """HTSAT's global mean, or with `temporal_bins` the per-segment means in time order, concatenated."""
+    def level_grid(self, features: torch.Tensor) -> torch.Tensor:
+        """Log-mel input (B, 1, frames, n_mels) averaged into (B, temporal_bins * level_bands), time-major, normalised."""
+        grid = torch.nn.functional.adaptive_avg_pool2d(features[:, 0], (self.temporal_bins, self.level_bands))
+        return self.level_norm(grid.flatten(1))
+
+    def _pool(self, output: Any, features: torch.Tensor | None = None) -> torch.Tensor:
+        """HTSAT's global mean, or with `temporal_bins` the per-segment means in time order, concatenated
+        (followed by the level grid of `features` with `level_bands`)."""
         if not self.temporal_bins:
             return output.pooler_output
         # transformers' last_hidden_state is (B, C, freq, time) with the time axis back in clip order.
         per_frame = output.last_hidden_state.mean(dim=2)
-        segments = torch.nn.functional.adaptive_avg_pool1d(per_frame, self.temporal_bins)
-        return segments.transpose(1, 2).flatten(1)
+        segments = torch.nn.functional.adaptive_avg_pool1d(per_frame, self.temporal_bins).transpose(1, 2).flatten(1)
+        if not self.level_bands:
+            return segments
+        if features is None:
+            raise ValueError("level_bands needs the log-mel input to pool its level grid")
+        return torch.cat([segments, self.level_grid(features).to(segments.dtype)], dim=1)
 

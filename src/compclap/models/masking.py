@@ -12,7 +12,8 @@ joint space it should be a wider Gaussian that includes the full view (see compc
   hook on ``audio_encoder.patch_embed``), and the pooled output averages the final-stage tokens weighted
   by the share of *visible* patches in each token's receptive block (a forward hook on the final
   ``audio_encoder.norm``; HTSAT merges 2x2 tokens per stage, so a final token covers a block of patches).
-  Without masking the weights are all 1 and the result equals HTSAT's own average pooling.
+  Without masking the weights are all 1 and the result equals HTSAT's own average pooling. A tower with a
+  level grid (`level_bands`) also has the same share of the grid's cells set to 0 (their normalised mean).
 
 Every random choice takes an optional ``torch.Generator`` (drawn on the CPU), so masks are reproducible.
 """
@@ -84,10 +85,25 @@ def masked_htsat_pooled(audio: nn.Module, waveforms: torch.Tensor, mask_token: t
     if getattr(audio, "temporal_bins", 0):
         # Per-segment means in time order: the final tokens' image layout does not map one to one onto time
         # segments, so the masked view keeps the tower's own pooling (mask tokens included in the means).
-        return pooled
+        return _mask_level_grid(pooled, getattr(audio, "level_features", 0), ratio, generator)
     hidden, mask = state["final"], state["mask"]
     visible = (~mask).to(hidden.dtype).view(mask.shape[0], 1, *grid)
     weights = F.avg_pool2d(visible, kernel_size=(grid[0] // final[0], grid[1] // final[1])).flatten(1)
     if weights.shape[1] != hidden.shape[1]:
         raise ValueError(f"HTSAT final stage has {hidden.shape[1]} tokens, expected {weights.shape[1]}")
     return (hidden * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp_min(1e-6)
+
+
+def _mask_level_grid(pooled: torch.Tensor, cells: int, ratio: float,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Hide the same share of the level grid's cells (the last `cells` features) as of the patches.
+
+    The grid is read from the unmasked log-mel, so without this the partial view would still carry every
+    segment's level; a hidden cell is set to 0, the batch-normalised mean, i.e. "no information".
+    """
+    if not cells or ratio == 0.0:
+        return pooled
+    hidden = random_token_mask(torch.ones(pooled.shape[0], cells, dtype=torch.bool, device=pooled.device), ratio,
+                               generator)
+    grid = pooled[:, -cells:].masked_fill(hidden, 0.0)
+    return torch.cat([pooled[:, :-cells], grid], dim=1)
