@@ -108,7 +108,7 @@ def main() -> None:
             for row in rows:
                 a0, a1 = audio[audio_index[row["pair_file"]]], audio[audio_index[row["reversed_pair_file"]]]
                 t0, t1 = text[text_index[row["pair_caption"]]], text[text_index[row["reversed_pair_caption"]]]
-                row_scores = compa_scores(a0 @ t0, a0 @ t1, a1 @ t0, a1 @ t1)
+                row_scores = compa_scores(t0 @ a0, t0 @ a1, t1 @ a0, t1 @ a1)  # sij = sim(caption i, audio j)
                 for k in total:
                     total[k] += float(row_scores[k])
             out[name] = {k: round(v / len(rows), 1) for k, v in total.items()}
