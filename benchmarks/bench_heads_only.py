@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
-import json
 import time
 from pathlib import Path
 
@@ -27,22 +25,19 @@ import torch.nn.functional as F
 
 from compclap.audio.fusion import fit_length
 from compclap.audio.io import load_audio
+from compclap.data.manifest import read_manifest
 from compclap.eval.compa import compa_scores
+from compclap.eval.compa_csv import read_compa_csv
 from compclap.models.loading import load_model
 
 COMPA = ("compa_order", "compa_attribute", "compa_order_train", "compa_attribute_train")
 
 
-def _csv_rows(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 @torch.no_grad()
-def tower_features(model, world: Path, paths: list[str], texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled (pre-head) features of audio files (relative to the world) and texts, with the towers in eval mode."""
+def tower_features(model, paths: list[str], texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled (pre-head) features of audio files and texts, with the towers in eval mode."""
     cfg = model.frontend_config
-    audio = [model.audio(torch.stack([fit_length(torch.from_numpy(load_audio(str(world / p), cfg.sample_rate)[0]),
+    audio = [model.audio(torch.stack([fit_length(torch.from_numpy(load_audio(p, cfg.sample_rate)[0]),
                                                  cfg.num_samples, cfg.padding) for p in paths[i:i + 64]]))
              for i in range(0, len(paths), 64)]
     text = [model.text(texts[i:i + 256]) for i in range(0, len(texts), 256)]
@@ -64,24 +59,27 @@ def main() -> None:
     torch.manual_seed(0)
     model = load_model(args.checkpoint).eval()
     world = args.world
-    records = [json.loads(line) for line in open(world / "train_hard_negatives.jsonl", encoding="utf-8")]
-    test = [json.loads(line) for line in open(world / "test.jsonl", encoding="utf-8")]
-    compa = {name: _csv_rows(world / f"{name}.csv") for name in COMPA}
+    records = read_manifest(world / "train_hard_negatives.jsonl")
+    test = read_manifest(world / "test.jsonl")
+    compa = {name: read_compa_csv(world / f"{name}.csv", audio_root=world) for name in COMPA}
     paths = sorted({r["audio"] for r in records} | {r["audio"] for r in test}
                    | {n["audio"] for r in records for per in r.get("negative_audio") or [] for n in per}
-                   | {row[k] for rows in compa.values() for row in rows for k in ("pair_file", "reversed_pair_file")})
+                   | {str(f) for rows in compa.values() for row in rows for f in row.files[:2]})
     texts = sorted({c for r in records + test for c in r["captions"]}
                    | {n["text"] for r in records for per in r["negatives"] for n in per}
-                   | {row[k] for rows in compa.values() for row in rows
-                      for k in ("pair_caption", "reversed_pair_caption")})
-    if args.cache is not None and args.cache.is_file():
-        audio_features, text_features = torch.load(args.cache, weights_only=True)
+                   | {c for rows in compa.values() for row in rows for c in row.captions[:2]})
+    cached = torch.load(args.cache, weights_only=True) if args.cache is not None and args.cache.is_file() else None
+    # The cache holds the rows' keys: features of another checkpoint's world or file list are never reused.
+    if cached is not None and (cached["paths"], cached["texts"], cached["checkpoint"]) == (paths, texts,
+                                                                                          str(args.checkpoint)):
+        audio_features, text_features = cached["audio"], cached["text"]
     else:
         t0 = time.time()
-        audio_features, text_features = tower_features(model, world, paths, texts)
+        audio_features, text_features = tower_features(model, paths, texts)
         print(f"tower features in {time.time() - t0:.0f} s: {len(paths)} clips, {len(texts)} texts", flush=True)
         if args.cache is not None:
-            torch.save((audio_features, text_features), args.cache)
+            torch.save({"paths": paths, "texts": texts, "checkpoint": str(args.checkpoint), "audio": audio_features,
+                        "text": text_features}, args.cache)
     audio_index = {p: i for i, p in enumerate(paths)}
     text_index = {t: i for i, t in enumerate(texts)}
     audio_head, text_head = copy.deepcopy(model.audio_projection), copy.deepcopy(model.text_projection)
@@ -106,8 +104,8 @@ def main() -> None:
         for name, rows in compa.items():
             total = {"text": 0.0, "audio": 0.0, "group": 0.0}
             for row in rows:
-                a0, a1 = audio[audio_index[row["pair_file"]]], audio[audio_index[row["reversed_pair_file"]]]
-                t0, t1 = text[text_index[row["pair_caption"]]], text[text_index[row["reversed_pair_caption"]]]
+                a0, a1 = (audio[audio_index[str(f)]] for f in row.files[:2])
+                t0, t1 = (text[text_index[c]] for c in row.captions[:2])
                 row_scores = compa_scores(t0 @ a0, t0 @ a1, t1 @ a0, t1 @ a1)  # sij = sim(caption i, audio j)
                 for k in total:
                     total[k] += float(row_scores[k])

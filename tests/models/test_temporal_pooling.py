@@ -98,7 +98,7 @@ def _levelled(bins: int = 2, bands: int = 4) -> HTSATAudioEncoder:
 
 
 def _loud_then_soft(first_gain: float, second_gain: float) -> torch.Tensor:
-    sr, n = TINY_FRONTEND["sample_rate"], int(TINY_FRONTEND["sample_rate"] * TINY_FRONTEND["clip_seconds"])
+    n = int(TINY_FRONTEND["sample_rate"] * TINY_FRONTEND["clip_seconds"])
     # broadband noise, so every mel band holds the event (a pure tone leaves most bands at the -100 dB floor)
     noise = torch.randn(n // 2, generator=torch.Generator().manual_seed(0))
     return torch.cat([first_gain * noise, second_gain * noise])[None]
