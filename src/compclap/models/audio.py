@@ -10,6 +10,7 @@ from torch import nn
 
 from compclap.audio.features import FrontendConfig, LogMelSpectrogram
 from compclap.audio.fusion import StartChooser, fit_length, fusion_batch, middle_start, random_start
+from compclap.models.feature_cache import waveform_digests, weights_fingerprint
 from compclap.models.freezing import freeze_all_but_last, set_frozen_batchnorm_eval
 from compclap.models.specs import config_kwargs
 
@@ -18,6 +19,10 @@ HTSAT_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(patch_embeds_hidden_size=96, depths=[2, 2, 6, 2], num_attention_heads=[4, 8, 16, 32], hidden_size=768),
     "base": dict(patch_embeds_hidden_size=128, depths=[2, 2, 12, 2], num_attention_heads=[4, 8, 16, 32], hidden_size=1024),
 }
+_CACHE_LIMIT = 200_000  # cached clips before the feature cache starts over
+# Feature caches of frozen towers (cache_features), keyed by what the features depend on: the towers of a run and of
+# its evaluation share them when their weights are equal.
+_SHARED_CACHES: dict[tuple, dict[bytes, torch.Tensor]] = {}
 
 
 class HTSATAudioEncoder(nn.Module):
@@ -44,6 +49,7 @@ class HTSATAudioEncoder(nn.Module):
         trainable_blocks: int | None = None,
         temporal_bins: int = 0,
         level_bands: int = 0,
+        cache_features: bool = False,
         backbone: nn.Module | None = None,
     ) -> None:
         """Build the tower.
@@ -72,6 +78,9 @@ class HTSATAudioEncoder(nn.Module):
                 in each band. Contrastive training of a from-scratch HTSAT discards per-event level and pitch
                 (a "first event is the loud one" probe on its pooled features falls from 68% to chance), which
                 CompA's attribute swaps ("a loud A then a soft B") need; this coarse grid keeps them.
+            cache_features: keep each clip's pooled features in memory, keyed by its waveform's content, and reuse
+                them (only for a frozen tower, trainable_blocks=0, without fusion): a heads-only stage then runs the
+                tower once per distinct clip. Features are computed in eval mode without gradients.
             backbone: an existing ClapAudioModel to wrap (used when loading checkpoints).
         """
         super().__init__()
@@ -118,7 +127,12 @@ class HTSATAudioEncoder(nn.Module):
         self.level_norm = nn.BatchNorm1d(self.level_features) if self.level_features else None
         self.output_dim = cfg.hidden_size * max(1, self.temporal_bins) + self.level_features
         self.trainable_blocks = None
+        self.cache_features = False
         self.set_trainable_blocks(trainable_blocks)
+        if cache_features and (self.trainable_blocks != 0 or self.fusion):
+            raise ValueError("cache_features needs a frozen audio tower (trainable_blocks=0) without fusion: the "
+                             "features of a trained tower change every step, fusion crops at random")
+        self.cache_features = bool(cache_features)
 
     def block_structure(self) -> tuple[list[nn.Module], list[nn.Module]]:
         """The HTSAT stages in order, and the modules after them (the final norm)."""
@@ -127,10 +141,14 @@ class HTSATAudioEncoder(nn.Module):
 
     def set_trainable_blocks(self, trainable_blocks: int | None) -> None:
         """None trains everything, 0 freezes the tower, N trains only the last N HTSAT stages (and the final norm)."""
+        if self.cache_features and trainable_blocks != 0:
+            raise ValueError("cannot unfreeze an audio tower that caches its features (cache_features=True)")
         if trainable_blocks is None and self.trainable_blocks is not None:
             self.backbone.requires_grad_(True)
         blocks, tail = self.block_structure()
         freeze_all_but_last(self.backbone, blocks, trainable_blocks, always_trainable=tail)
+        if self.level_norm is not None and trainable_blocks is not None:
+            self.level_norm.requires_grad_(trainable_blocks > 0)  # the grid's norm freezes with the tower
         self.trainable_blocks = trainable_blocks
 
     def spec(self) -> dict[str, Any]:
@@ -184,8 +202,41 @@ class HTSATAudioEncoder(nn.Module):
         if not isinstance(waveforms, torch.Tensor):
             cfg = self.frontend_config
             waveforms = torch.stack([fit_length(w, cfg.num_samples, cfg.padding) for w in waveforms])
+        if self.cache_features:
+            return self._cached(waveforms)
+        return self._encode(waveforms)
+
+    def _encode(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Pooled features of a (B, T) clip-length batch (no cache)."""
         features = self.features(waveforms)
         return self._pool(self.backbone(input_features=features), features)
+
+    def _cached(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Features from the cache, computing (in eval mode, without gradients) only the clips not seen before."""
+        if waveforms.shape[0] == 0:
+            return self._encode(waveforms)
+        key = (self.temporal_bins, self.level_bands, repr(self.frontend_config), weights_fingerprint(self, self))
+        cache = _SHARED_CACHES.setdefault(key, {})
+        digests = waveform_digests(waveforms)
+        first_row: dict[bytes, int] = {}
+        for row, digest in enumerate(digests):
+            if digest not in cache:
+                first_row.setdefault(digest, row)
+        missing = list(first_row.items())
+        if missing:
+            if len(cache) + len(missing) > _CACHE_LIMIT:
+                cache.clear()
+            training = self.training
+            self.eval()
+            try:
+                with torch.no_grad():
+                    for start in range(0, len(missing), 64):
+                        chunk = missing[start:start + 64]
+                        rows = torch.tensor([i for _, i in chunk], device=waveforms.device)
+                        cache.update(zip((d for d, _ in chunk), self._encode(waveforms[rows]).float().cpu()))
+            finally:
+                self.train(training)
+        return torch.stack([cache[d] for d in digests]).to(waveforms.device)
 
     def level_grid(self, features: torch.Tensor) -> torch.Tensor:
         """Log-mel input (B, 1, frames, n_mels) averaged into (B, temporal_bins * level_bands), time-major, normalised."""

@@ -93,7 +93,7 @@ def portable_spec(model: nn.Module, tokenizer_name: str) -> dict[str, Any]:
         tower_args = args[part].setdefault("init_args", {})
         if getattr(tower, "trainable_blocks", None) is not None:
             tower_args["trainable_blocks"] = tower.trainable_blocks
-        if part == "text" and getattr(tower, "cache_features", False):
+        if getattr(tower, "cache_features", False):
             tower_args["cache_features"] = True
     return spec
 

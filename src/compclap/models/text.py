@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from compclap.models.feature_cache import weights_fingerprint
 from compclap.models.freezing import freeze_all_but_last
 from compclap.models.specs import config_kwargs
 from compclap.text.tokenizer import load_tokenizer
@@ -196,17 +197,9 @@ class HFTextEncoder(nn.Module):
         return self._encode(texts, mask_ratio, generator)
 
     def _cache_key(self) -> tuple:
-        """What the features depend on: pooling settings and the weights (a float64 sum per tensor). The sums are
-        recomputed whenever a tensor's in-place version counter moved (load_state_dict, init_from), so weights
-        loaded after construction never meet stale features."""
-        tensors = [t for t in self.backbone.state_dict().values() if t.is_floating_point()]
-        versions = tuple((t.data_ptr(), t._version) for t in tensors)
-        memo = getattr(self, "_weights_memo", None)
-        if memo is None or memo[0] != versions:
-            with torch.no_grad():
-                sums = tuple(round(float(t.sum(dtype=torch.float64)), 6) for t in tensors)
-            memo = self._weights_memo = (versions, sums)
-        return (self.pooling, self.segments, self.max_length, str(self.tokenizer_path), memo[1])
+        """What the features depend on: pooling settings and the weights (compclap.models.feature_cache)."""
+        return (self.pooling, self.segments, self.max_length, str(self.tokenizer_path),
+                weights_fingerprint(self.backbone, self))
 
     def _cached(self, texts: list[str]) -> torch.Tensor:
         """Features from the cache, computing (without gradients) only the captions not seen before."""
