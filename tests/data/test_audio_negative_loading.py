@@ -141,6 +141,45 @@ def test_data_module_options(manifest):
         _module(manifest, max_audio_negatives=-1)
 
 
+def test_decoded_audio_cache_gives_the_same_items_and_decodes_each_file_once(manifest, monkeypatch):
+    import compclap.data.datasets as datasets
+
+    recs = read_manifest(manifest)
+    plain = ManifestDataset(recs, SR, N, train=True)
+    cached = ManifestDataset(recs, SR, N, train=True, cache_decoded=True)
+    decoded: list[str] = []  # files the cached dataset decoded
+    real_load = datasets.load_audio
+
+    def counting_load(path: str, sr: int):
+        decoded.append(path)
+        return real_load(path, sr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the missing negative
+        for epoch in range(3):
+            for index in range(len(recs)):
+                want = plain[(index, epoch)]
+                monkeypatch.setattr(datasets, "load_audio", counting_load)
+                got = cached[(index, epoch)]
+                monkeypatch.setattr(datasets, "load_audio", real_load)
+                np.testing.assert_array_equal(got["waveform"], want["waveform"])  # the same random crops
+                assert len(got["negative_waveforms"]) == len(want["negative_waveforms"])
+                for g, w in zip(got["negative_waveforms"], want["negative_waveforms"]):
+                    np.testing.assert_array_equal(g, w)
+    files = [p for p in decoded if not p.endswith("missing.flac")]
+    assert len(files) == len(set(files)) >= 5  # each file once (which negatives are met depends on the captions)
+    from compclap.audio.io import AudioDecodeError
+
+    missing = str(manifest.parent / "swapped" / "missing.flac")
+    for _ in range(2):  # a failure is not kept: it fails (and is counted) each time
+        with pytest.raises(AudioDecodeError):
+            cached._decode(missing)
+    assert missing not in cached._decoded
+    dm = _module(manifest, cache_decoded_audio=True)
+    dm.setup("fit")
+    assert dm.datasets["fit"]._decoded == {} and dm.datasets["validate"]._decoded is None
+
+
 def test_shards_ignore_negative_audio_with_a_warning():
     buf = io.BytesIO()
     sf.write(buf, np.zeros(N, np.float32), SR, format="FLAC")

@@ -45,6 +45,7 @@ class ManifestDataModule(L.LightningDataModule):
         negatives_cache_dir: str | None = None,
         audio_negatives: bool = True,
         max_audio_negatives: int | None = None,
+        cache_decoded_audio: bool = False,
     ) -> None:
         """Configure the splits.
 
@@ -70,6 +71,9 @@ class ManifestDataModule(L.LightningDataModule):
                 its events swapped) into batch["negative_waveforms"] (B, K, T) with batch["negative_waveform_mask"]
                 (B, K); False drops the field. Validation/test/predict never load them.
             max_audio_negatives: keep at most this many audio negatives per caption (None: all; 0: none).
+            cache_decoded_audio: keep the decoded training audio in memory after its first use (each DataLoader
+                worker its own copy: 4 bytes per sample per clip; with num_workers=0 one copy and no transfer).
+                For many short epochs over a small corpus, e.g. heads-only stages on cached tower features.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -103,7 +107,8 @@ class ManifestDataModule(L.LightningDataModule):
                     rec.pop("negatives", None)  # evaluation uses positives only
                     rec.pop("negative_audio", None)
             self.datasets[split] = ManifestDataset(records, self.hparams.sample_rate, self.num_samples,
-                                                   train=split == "fit")
+                                                   train=split == "fit",
+                                                   cache_decoded=split == "fit" and self.hparams.cache_decoded_audio)
         return self.datasets[split]
 
     def _prepare_negatives(self, records: list[dict[str, Any]], manifest: str) -> None:

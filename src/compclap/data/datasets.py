@@ -17,9 +17,13 @@ from compclap.data.sampler import ClipSampler  # noqa: F401  (importable from he
 class ManifestDataset(Dataset):
     """Clips of a manifest at a fixed rate and length; a file that fails to decode yields an error item."""
 
-    def __init__(self, records: list[dict[str, Any]], sample_rate: int, num_samples: int, train: bool) -> None:
-        """records: manifest lines (absolute audio paths); sample_rate/num_samples: model input; train: random crop and caption."""
+    def __init__(self, records: list[dict[str, Any]], sample_rate: int, num_samples: int, train: bool,
+                 cache_decoded: bool = False) -> None:
+        """records: manifest lines (absolute audio paths); sample_rate/num_samples: model input; train: random crop
+        and caption; cache_decoded: keep every decoded file (clips and negative audio) in memory, per process."""
         self.records = records
+        # Decoding (FLAC, resampling) costs more than a heads-only training step; collate copies out of the cache.
+        self._decoded: dict[str, np.ndarray] | None = {} if cache_decoded else None
         # When some clips carry negatives, every item does (empty lists where missing), so every batch has the key.
         self.has_negatives = any("negatives" in r for r in records)
         # Likewise for audio negatives ("negative_waveforms", possibly empty); evaluation never loads them.
@@ -38,7 +42,7 @@ class ManifestDataset(Dataset):
         rec = self.records[index]
         rng = np.random.default_rng(seed) if self.train else None
         try:
-            wave, _ = load_audio(rec["audio"], self.sample_rate)
+            wave = self._decode(rec["audio"])
         except AudioDecodeError as exc:
             warnings.warn(f"skipping clip: {exc}", stacklevel=2)
             item = {"index": index, "path": rec["audio"], "error": str(exc)}
@@ -68,6 +72,15 @@ class ManifestDataset(Dataset):
                 item["negative_waveforms"] = []
         return item
 
+    def _decode(self, path: str) -> np.ndarray:
+        """A file's samples at the model rate, from memory when cache_decoded holds them (failures are not kept)."""
+        if self._decoded is None:
+            return load_audio(path, self.sample_rate)[0]
+        wave = self._decoded.get(path)
+        if wave is None:
+            wave = self._decoded[path] = load_audio(path, self.sample_rate)[0]
+        return wave
+
     def _fit(self, wave: np.ndarray, start: int) -> np.ndarray:
         """crop_or_pad with a given crop start: a long clip is cut at `start` (clamped), a short one repeat-padded."""
         if len(wave) > self.num_samples:
@@ -81,7 +94,7 @@ class ManifestDataset(Dataset):
         out = []
         for neg in per_caption[pick] if pick < len(per_caption) else []:
             try:
-                wave, _ = load_audio(neg["audio"], self.sample_rate)
+                wave = self._decode(neg["audio"])
             except AudioDecodeError as exc:
                 warnings.warn(f"dropping a negative audio of {rec['audio']!r}: {exc}", stacklevel=3)
                 continue
