@@ -19,6 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
+from compclap.demo import HEADS_STAGE
 from compclap.eval.report import lookup
 
 CELLS = [("retrieval", "t2a_R@1"), ("retrieval", "a2t_R@1"), ("retrieval", "t2a_mAP@10"),
@@ -28,7 +29,7 @@ CELLS = [("retrieval", "t2a_R@1"), ("retrieval", "a2t_R@1"), ("retrieval", "t2a_
          ("compa_order", "margin"), ("compa_order", "text_cos"), ("compa_order", "audio_cos"),
          ("order_probe", "audio"), ("order_probe", "text"), ("attribute_probe", "loudness"),
          ("attribute_probe", "pitch"), ("attribute_probe", "duration")]
-COMPOSITIONAL = ("+hard negatives", "+modular")
+COMPOSITIONAL = ("+hard negatives", HEADS_STAGE, "+modular")
 
 
 def cells(payload: dict) -> dict[str, dict[str, float]]:

@@ -104,3 +104,27 @@ def test_warmup_then_cosine_schedule(tokenizer_dir):
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
     assert factor(10) == pytest.approx(1.0) and factor(55) == pytest.approx(0.55)
     assert factor(100) == pytest.approx(0.1)
+
+
+def test_heads_only_stage_on_cached_audio_features(tmp_path, tokenizer_dir):
+    """A frozen, feature-caching audio tower: its weights (the level grid's norm too) stay those it started from, the
+    audio head learns, and the checkpoint loads back with the cache switched on."""
+    from compclap.models.loading import load_model
+
+    audio_args = "--model.model.init_args.audio.init_args"
+    grid = [f"{audio_args}.temporal_bins=2", f"{audio_args}.level_bands=4"]
+    start = _fit(tmp_path, tokenizer_dir, "--trainer.max_steps=1", *grid)
+    run = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    start_path = tmp_path / "start.ckpt"
+    run.rename(start_path)
+    heads = _fit(tmp_path, tokenizer_dir, "--trainer.max_epochs=2", f"--model.init_from={start_path}",
+                 f"{audio_args}.trainable_blocks=0", f"{audio_args}.cache_features=true", *grid)
+    assert heads["global_step"] == 4
+    tower = {k: v for k, v in heads["state_dict"].items() if k.startswith("model.audio.")}
+    assert any("level_norm" in k for k in tower)
+    for key, value in tower.items():
+        assert torch.equal(value, start["state_dict"][key]), key
+    assert not torch.equal(heads["state_dict"]["model.audio_projection.linear1.weight"],
+                           start["state_dict"]["model.audio_projection.linear1.weight"])
+    model = load_model(run)
+    assert model.audio.cache_features and model.audio.trainable_blocks == 0

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
+HEADS_STAGE = "+hard negatives, heads"  # stage 2 continued on cached tower features
 
 
 def _synthesise(world: Path, seed: int) -> None:
@@ -180,6 +181,9 @@ def main(argv: list[str] | None = None) -> dict:
     checkpoints["standard"] = fit("standard", "demo_standard.yaml", "demo_standard", args.world / "train.jsonl")
     checkpoints["+hard negatives"] = fit("hard negatives", "demo_hard_negatives.yaml", "demo_hard_negatives",
                                          _write_hard_negatives(args.world), init_from=checkpoints["standard"])
+    # The same objective for many more steps on the frozen towers' cached features (a step costs the heads only).
+    checkpoints[HEADS_STAGE] = fit("heads", "demo_heads.yaml", "demo_heads", _write_hard_negatives(args.world),
+                                   init_from=checkpoints["+hard negatives"])
     checkpoints["+modular"] = fit("modular", "demo_modular.yaml", "demo_modular",
                                   _write_modular_manifest(args.world, args.seed),
                                   init_from=checkpoints["+hard negatives"])
