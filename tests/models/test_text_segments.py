@@ -65,5 +65,10 @@ def test_feature_cache_equals_the_tower_and_follows_new_weights(tokenizer_dir) -
 def test_cache_needs_a_frozen_tower(tokenizer_dir) -> None:
     with pytest.raises(ValueError, match="cache_features needs a frozen text tower"):
         _tower(tokenizer_dir, trainable_blocks=1, cache_features=True)
+    cached = _tower(tokenizer_dir, trainable_blocks=0, cache_features=True)
+    cached.set_trainable_blocks(1)  # unfrozen later (a `pretrained` model with text_trainable_blocks): no cache
+    assert not cached.cache_features
+    features = cached(["a beep then a hum"])
+    assert features.requires_grad  # computed by the tower, not read from the cache
     with pytest.raises(ValueError, match="segments must be >= 1"):
         _tower(tokenizer_dir, pooling="segments", segments=0)

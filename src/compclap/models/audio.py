@@ -80,7 +80,8 @@ class HTSATAudioEncoder(nn.Module):
                 CompA's attribute swaps ("a loud A then a soft B") need; this coarse grid keeps them.
             cache_features: keep each clip's pooled features in memory, keyed by its waveform's content, and reuse
                 them (only for a frozen tower, trainable_blocks=0, without fusion): a heads-only stage then runs the
-                tower once per distinct clip. Features are computed in eval mode without gradients.
+                tower once per distinct clip. Features are computed in eval mode without gradients; unfreezing the
+                tower later (set_trainable_blocks) turns caching off.
             backbone: an existing ClapAudioModel to wrap (used when loading checkpoints).
         """
         super().__init__()
@@ -141,14 +142,14 @@ class HTSATAudioEncoder(nn.Module):
 
     def set_trainable_blocks(self, trainable_blocks: int | None) -> None:
         """None trains everything, 0 freezes the tower, N trains only the last N HTSAT stages (and the final norm)."""
-        if self.cache_features and trainable_blocks != 0:
-            raise ValueError("cannot unfreeze an audio tower that caches its features (cache_features=True)")
+        if trainable_blocks != 0:
+            self.cache_features = False  # a tower that trains has no fixed features to keep
         if trainable_blocks is None and self.trainable_blocks is not None:
             self.backbone.requires_grad_(True)
         blocks, tail = self.block_structure()
         freeze_all_but_last(self.backbone, blocks, trainable_blocks, always_trainable=tail)
-        if self.level_norm is not None and trainable_blocks is not None:
-            self.level_norm.requires_grad_(trainable_blocks > 0)  # the grid's norm freezes with the tower
+        if self.level_norm is not None:
+            self.level_norm.requires_grad_(trainable_blocks != 0)  # the grid's norm freezes with the tower
         self.trainable_blocks = trainable_blocks
 
     def spec(self) -> dict[str, Any]:

@@ -133,7 +133,9 @@ class HFTextEncoder(nn.Module):
         return _blocks(self.backbone)
 
     def set_trainable_blocks(self, trainable_blocks: int | None) -> None:
-        """None trains everything, 0 freezes the tower, N trains only the last N blocks."""
+        """None trains everything, 0 freezes the tower, N trains only the last N blocks (and turns caching off)."""
+        if trainable_blocks != 0:
+            self.cache_features = False  # a tower that trains has no fixed features to keep
         if trainable_blocks is None:
             if self.trainable_blocks is not None:
                 self.backbone.requires_grad_(True)
