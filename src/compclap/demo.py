@@ -179,10 +179,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     checkpoints = {}
     checkpoints["standard"] = fit("standard", "demo_standard.yaml", "demo_standard", args.world / "train.jsonl")
+    hard_negatives = _write_hard_negatives(args.world)
     checkpoints["+hard negatives"] = fit("hard negatives", "demo_hard_negatives.yaml", "demo_hard_negatives",
-                                         _write_hard_negatives(args.world), init_from=checkpoints["standard"])
+                                         hard_negatives, init_from=checkpoints["standard"])
     # The same objective for many more steps on the frozen towers' cached features (a step costs the heads only).
-    checkpoints[HEADS_STAGE] = fit("heads", "demo_heads.yaml", "demo_heads", _write_hard_negatives(args.world),
+    checkpoints[HEADS_STAGE] = fit("heads", "demo_heads.yaml", "demo_heads", hard_negatives,
                                    init_from=checkpoints["+hard negatives"])
     checkpoints["+modular"] = fit("modular", "demo_modular.yaml", "demo_modular",
                                   _write_modular_manifest(args.world, args.seed),

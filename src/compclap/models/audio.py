@@ -10,7 +10,7 @@ from torch import nn
 
 from compclap.audio.features import FrontendConfig, LogMelSpectrogram
 from compclap.audio.fusion import StartChooser, fit_length, fusion_batch, middle_start, random_start
-from compclap.models.feature_cache import waveform_digests, weights_fingerprint
+from compclap.models.feature_cache import read_through, waveform_digests, weights_fingerprint
 from compclap.models.freezing import freeze_all_but_last, set_frozen_batchnorm_eval
 from compclap.models.specs import config_kwargs
 
@@ -217,27 +217,21 @@ class HTSATAudioEncoder(nn.Module):
         if waveforms.shape[0] == 0:
             return self._encode(waveforms)
         key = (self.temporal_bins, self.level_bands, repr(self.frontend_config), weights_fingerprint(self, self))
-        cache = _SHARED_CACHES.setdefault(key, {})
         digests = waveform_digests(waveforms)
         first_row: dict[bytes, int] = {}
         for row, digest in enumerate(digests):
-            if digest not in cache:
-                first_row.setdefault(digest, row)
-        missing = list(first_row.items())
-        if missing:
-            if len(cache) + len(missing) > _CACHE_LIMIT:
-                cache.clear()
+            first_row.setdefault(digest, row)
+
+        def encode_eval(chunk: list[bytes]) -> torch.Tensor:
             training = self.training
             self.eval()
             try:
-                with torch.no_grad():
-                    for start in range(0, len(missing), 64):
-                        chunk = missing[start:start + 64]
-                        rows = torch.tensor([i for _, i in chunk], device=waveforms.device)
-                        cache.update(zip((d for d, _ in chunk), self._encode(waveforms[rows]).float().cpu()))
+                return self._encode(waveforms[torch.tensor([first_row[d] for d in chunk], device=waveforms.device)])
             finally:
                 self.train(training)
-        return torch.stack([cache[d] for d in digests]).to(waveforms.device)
+
+        cache = _SHARED_CACHES.setdefault(key, {})
+        return read_through(cache, digests, encode_eval, 64, _CACHE_LIMIT).to(waveforms.device)
 
     def level_grid(self, features: torch.Tensor) -> torch.Tensor:
         """Log-mel input (B, 1, frames, n_mels) averaged into (B, temporal_bins * level_bands), time-major, normalised."""

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compclap.models.feature_cache import weights_fingerprint
+from compclap.models.feature_cache import read_through, weights_fingerprint
 from compclap.models.freezing import freeze_all_but_last
 from compclap.models.specs import config_kwargs
 from compclap.text.tokenizer import load_tokenizer
@@ -210,15 +210,8 @@ class HFTextEncoder(nn.Module):
         device = self.backbone.get_input_embeddings().weight.device
         cache = _SHARED_CACHES.setdefault(self._cache_key(), {})
         # Length-sorted chunks: little padding, so a first pass over many captions costs a fraction.
-        missing = sorted(dict.fromkeys(t for t in texts if t not in cache), key=len)
-        if missing:
-            if len(cache) + len(missing) > _CACHE_LIMIT:
-                cache.clear()
-            with torch.no_grad():
-                for i in range(0, len(missing), 256):
-                    chunk = missing[i:i + 256]
-                    cache.update(zip(chunk, self._encode(chunk, 0.0, None).float().cpu()))
-        return torch.stack([cache[t] for t in texts]).to(device)
+        return read_through(cache, texts, lambda chunk: self._encode(chunk, 0.0, None), 256, _CACHE_LIMIT,
+                            order=len).to(device)
 
     def warm_cache(self, texts: list[str]) -> None:
         """Compute the cached features of `texts` now (e.g. every caption and negative of a manifest at once)."""
